@@ -1,0 +1,107 @@
+package exporter
+
+import (
+	"time"
+
+	"github.com/tracingproxy/tracingproxy/headers"
+)
+
+// Kind is the role of a span in the hop.
+type Kind uint8
+
+// Span kinds.
+const (
+	KindServer Kind = iota // the hop into the proxy
+	KindClient             // one call from the proxy to its upstream
+)
+
+// String returns the Zipkin name of the kind: SERVER or CLIENT.
+func (k Kind) String() string {
+	if k == KindClient {
+		return "CLIENT"
+	}
+	return "SERVER"
+}
+
+// Tag is one span tag.
+type Tag struct {
+	Key, Value string
+}
+
+// Span is one timed operation of a Record.
+type Span struct {
+	// Kind is KindServer for the hop into the proxy, KindClient for an
+	// upstream call.
+	Kind Kind
+	// ID is the span's id; ParentID is zero for a root span.
+	ID, ParentID headers.SpanID
+	// Name is the operation name, e.g. "get /orders".
+	Name string
+	// Start and Duration time the span.
+	Start    time.Time
+	Duration time.Duration
+	// Status is the HTTP status code, 0 when there was no response.
+	Status int
+	// Error describes a failure; empty when the span succeeded.
+	Error string
+	// Peer is the remote side as host:port: the client's address for the
+	// SERVER span, the upstream's for a CLIENT span. It may be empty.
+	Peer string
+	// Tags are extra span tags.
+	Tags []Tag
+}
+
+// Record is everything the proxy learned about one sampled request: a SERVER
+// span and one CLIENT span per upstream attempt. It is the one type that
+// crosses from the Caddy module into the exporters, and it is read-only once
+// enqueued.
+type Record struct {
+	// Service and Instance name the proxy in the tracing backend.
+	Service  string
+	Instance string
+	// TraceID is the trace's 128-bit id; TraceID64 says it is a 64-bit id
+	// that Zipkin should write 16 hex digits wide.
+	TraceID   headers.TraceID
+	TraceID64 bool
+	// Debug marks a trace the caller forced (B3 debug).
+	Debug bool
+	// Server is the SERVER span.
+	Server Span
+	// Clients are the CLIENT spans, one per upstream attempt.
+	Clients []Span
+	// SegmentID is the SkyWalking segment id of this hop.
+	SegmentID string
+	// SWTraceID is the SkyWalking trace id string of the trace: the
+	// caller's verbatim, or the 32-hex TraceID when the caller was not
+	// SkyWalking.
+	SWTraceID string
+	// Parent is the caller's SkyWalking context when it sent sw8 or sw6;
+	// Parent.SegmentID is empty otherwise.
+	Parent headers.SkyWalking
+	// SamplingReason says why the record was kept.
+	SamplingReason string
+}
+
+// Size estimates the memory a record holds, in bytes, for byte-bounded
+// queues.
+func (r *Record) Size() int {
+	n := 256 + len(r.Service) + len(r.Instance) + len(r.SegmentID) + len(r.SWTraceID) +
+		len(r.Parent.TraceID) + len(r.Parent.SegmentID) + len(r.Parent.Service) +
+		len(r.Parent.Instance) + len(r.Parent.Endpoint) + len(r.Parent.Address) +
+		len(r.SamplingReason) + spanSize(&r.Server)
+	for i := range r.Clients {
+		n += spanSize(&r.Clients[i])
+	}
+	return n
+}
+
+func spanSize(s *Span) int {
+	n := 128 + len(s.Name) + len(s.Error) + len(s.Peer)
+	for _, t := range s.Tags {
+		n += 32 + len(t.Key) + len(t.Value)
+	}
+	return n
+}
+
+// SpanCount is the number of spans in the record.
+func (r *Record) SpanCount() int { return 1 + len(r.Clients) }
