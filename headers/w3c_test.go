@@ -1,0 +1,664 @@
+package headers
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"testing"
+)
+
+// Interop vectors from the W3C Trace Context specification.
+const (
+	w3cTestTraceID = "4bf92f3577b34da6a3ce929d0e0e4736"
+	w3cTestSpanID  = "00f067aa0ba902b7"
+	w3cTestParent  = "00-" + w3cTestTraceID + "-" + w3cTestSpanID + "-01"
+)
+
+// hdrWB builds a request header from key, value pairs; a repeated key adds a
+// field, as a client sending the header twice would.
+func hdrWB(kv ...string) http.Header {
+	h := http.Header{}
+	for i := 0; i+1 < len(kv); i += 2 {
+		k := http.CanonicalHeaderKey(kv[i])
+		h[k] = append(h[k], kv[i+1])
+	}
+	return h
+}
+
+// mustTraceID and mustSpanID parse test ids.
+func mustTraceID(t testing.TB, s string) TraceID {
+	t.Helper()
+	id, _, err := ParseTraceID(s)
+	if err != nil {
+		t.Fatalf("ParseTraceID(%q): %v", s, err)
+	}
+	return id
+}
+
+func mustSpanID(t testing.TB, s string) SpanID {
+	t.Helper()
+	id, err := ParseSpanID(s)
+	if err != nil {
+		t.Fatalf("ParseSpanID(%q): %v", s, err)
+	}
+	return id
+}
+
+// w3cOnly is a propagator that extracts and injects W3C alone.
+func w3cOnly(t testing.TB) *Propagator {
+	t.Helper()
+	c, err := NewCodec(FormatW3C)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return NewPropagator([]Codec{c}, []Codec{c})
+}
+
+func TestW3CExtractValid(t *testing.T) {
+	tid, sid := w3cTestTraceID, w3cTestSpanID
+	tests := []struct {
+		name        string
+		traceparent string
+		sampling    Sampling
+		random      bool
+	}{
+		{name: "spec example sampled", traceparent: w3cTestParent, sampling: SamplingAccept},
+		{name: "not sampled", traceparent: "00-" + tid + "-" + sid + "-00", sampling: SamplingDeny},
+		{name: "random and sampled", traceparent: "00-" + tid + "-" + sid + "-03", sampling: SamplingAccept, random: true},
+		{name: "random only", traceparent: "00-" + tid + "-" + sid + "-02", sampling: SamplingDeny, random: true},
+		// Unknown flag bits are treated as zero (level 2).
+		{name: "unknown flag bits ignored", traceparent: "00-" + tid + "-" + sid + "-09", sampling: SamplingAccept},
+		{name: "all flag bits", traceparent: "00-" + tid + "-" + sid + "-ff", sampling: SamplingAccept, random: true},
+		{name: "unknown bits only", traceparent: "00-" + tid + "-" + sid + "-fc", sampling: SamplingDeny},
+		{name: "future version exact length", traceparent: "01-" + tid + "-" + sid + "-01", sampling: SamplingAccept},
+		{name: "future version with more fields", traceparent: "cc-" + tid + "-" + sid + "-01-what-the-future-will-be-like", sampling: SamplingAccept},
+		{name: "future version trailing dash", traceparent: "fe-" + tid + "-" + sid + "-02-", sampling: SamplingDeny, random: true},
+		{name: "future version unknown flags", traceparent: "01-" + tid + "-" + sid + "-f1-x", sampling: SamplingAccept},
+		{name: "smallest ids", traceparent: "00-00000000000000000000000000000001-0000000000000001-01", sampling: SamplingAccept},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var sc SpanContext
+			h := hdrWB("traceparent", tt.traceparent)
+			if err := (w3cCodec{}).Extract(h, &sc); err != nil {
+				t.Fatalf("Extract(%q): %v", tt.traceparent, err)
+			}
+			wantT := mustTraceID(t, tt.traceparent[3:35])
+			wantS := mustSpanID(t, tt.traceparent[36:52])
+			if sc.TraceID != wantT || sc.SpanID != wantS {
+				t.Errorf("ids = %v/%v, want %v/%v", sc.TraceID, sc.SpanID, wantT, wantS)
+			}
+			if sc.Sampling != tt.sampling || sc.Random != tt.random {
+				t.Errorf("sampling, random = %v, %v; want %v, %v", sc.Sampling, sc.Random, tt.sampling, tt.random)
+			}
+			if sc.TraceID64 || sc.ParentID.IsValid() || sc.TraceState != "" {
+				t.Errorf("unexpected fields set: %+v", sc)
+			}
+			if res := w3cOnly(t).Extract(h); res.Format != FormatW3C || res.Malformed != 0 {
+				t.Errorf("Propagator.Extract: format %v, malformed %v", res.Format, res.Malformed)
+			}
+		})
+	}
+}
+
+// w3cInvalidCases are the malformed traceparent inputs with the sentinel each
+// must produce.
+func w3cInvalidCases() []struct {
+	name string
+	h    http.Header
+	want error
+} {
+	tid, sid := w3cTestTraceID, w3cTestSpanID
+	tp := func(s string) http.Header { return hdrWB("traceparent", s) }
+	return []struct {
+		name string
+		h    http.Header
+		want error
+	}{
+		{"empty", tp(""), ErrW3CLength},
+		{"one char short", tp(w3cTestParent[:54]), ErrW3CLength},
+		{"single digit flags", tp("00-" + tid + "-" + sid + "-1"), ErrW3CLength},
+		{"version 00 extra data", tp(w3cTestParent + "-extra"), ErrW3CExtraData},
+		{"version 00 trailing dash", tp(w3cTestParent + "-"), ErrW3CExtraData},
+		{"version 00 trailing char", tp(w3cTestParent + "0"), ErrW3CExtraData},
+		{"version 00 trailing space", tp(w3cTestParent + " "), ErrW3CExtraData},
+		{"version ff", tp("ff-" + tid + "-" + sid + "-01"), ErrW3CVersion},
+		{"uppercase version", tp("0A-" + tid + "-" + sid + "-01"), ErrW3CVersion},
+		{"non-hex version", tp("0g-" + tid + "-" + sid + "-01"), ErrW3CVersion},
+		{"three digit version", tp("000-" + tid + "-" + sid + "-01"), ErrW3CDelimiter},
+		{"uppercase trace-id", tp("00-" + strings.ToUpper(tid) + "-" + sid + "-01"), ErrW3CTraceID},
+		{"non-hex trace-id", tp("00-" + tid[:31] + "g-" + sid + "-01"), ErrW3CTraceID},
+		{"zero trace-id", tp("00-00000000000000000000000000000000-" + sid + "-01"), ErrW3CZeroTraceID},
+		{"short trace-id", tp("00-" + tid[:31] + "-" + sid + "-01-"), ErrW3CDelimiter},
+		{"uppercase parent-id", tp("00-" + tid + "-00F067AA0BA902B7-01"), ErrW3CParentID},
+		{"zero parent-id", tp("00-" + tid + "-0000000000000000-01"), ErrW3CZeroParentID},
+		{"short parent-id", tp("00-" + tid + "-" + sid[:15] + "-01-"), ErrW3CDelimiter},
+		{"uppercase flags", tp("00-" + tid + "-" + sid + "-0A"), ErrW3CFlags},
+		{"non-hex flags", tp("00-" + tid + "-" + sid + "-0x"), ErrW3CFlags},
+		{"underscore delimiters", tp("00_" + tid + "_" + sid + "_01"), ErrW3CDelimiter},
+		{"future version flags followed by text", tp("01-" + tid + "-" + sid + "-01x"), ErrW3CDelimiter},
+		{"future version too short", tp("01-" + tid + "-" + sid + "-1"), ErrW3CLength},
+		{"future version zero trace-id", tp("01-00000000000000000000000000000000-" + sid + "-01-x"), ErrW3CZeroTraceID},
+		{"two traceparent fields", hdrWB("traceparent", w3cTestParent, "traceparent", w3cTestParent), ErrW3CMultipleTraceparent},
+		{"two fields, second bogus", hdrWB("traceparent", w3cTestParent, "traceparent", "bogus"), ErrW3CMultipleTraceparent},
+		{"garbage", tp(strings.Repeat("z", 55)), ErrW3CVersion},
+	}
+}
+
+func TestW3CExtractInvalid(t *testing.T) {
+	p := w3cOnly(t)
+	for _, tt := range w3cInvalidCases() {
+		t.Run(tt.name, func(t *testing.T) {
+			tt.h.Set("tracestate", "congo=t61rcWkgMzE")
+			var sc SpanContext
+			if err := (w3cCodec{}).Extract(tt.h, &sc); !errors.Is(err, tt.want) {
+				t.Fatalf("Extract error = %v, want %v", err, tt.want)
+			}
+			res := p.Extract(tt.h)
+			if res.Format != FormatNone || !res.Malformed.Has(FormatW3C) || !res.Present.Has(FormatW3C) {
+				t.Errorf("Propagator.Extract: format %v, present %v, malformed %v", res.Format, res.Present, res.Malformed)
+			}
+			if !errors.Is(res.Err, tt.want) {
+				t.Errorf("Result.Err = %v, want %v", res.Err, tt.want)
+			}
+			if res.TraceState != "" || res.HasIDs() {
+				t.Errorf("an invalid traceparent must yield no context, got %+v", res.SpanContext)
+			}
+		})
+	}
+}
+
+func TestW3CAbsent(t *testing.T) {
+	tests := map[string]http.Header{
+		"no headers":          {},
+		"tracestate only":     hdrWB("tracestate", "congo=t61rcWkgMzE"),
+		"empty field list":    {headerTraceparent: {}},
+		"lowercase map key":   {"traceparent": {w3cTestParent}},
+		"unrelated b3 header": hdrWB("b3", "1"),
+	}
+	for name, h := range tests {
+		t.Run(name, func(t *testing.T) {
+			var sc SpanContext
+			if err := (w3cCodec{}).Extract(h, &sc); err != ErrAbsent {
+				t.Fatalf("Extract error = %v, want ErrAbsent", err)
+			}
+		})
+	}
+}
+
+// extractTracestate extracts the spec example traceparent with the given
+// tracestate fields and returns the tracestate kept.
+func extractTracestate(t *testing.T, fields ...string) string {
+	t.Helper()
+	h := hdrWB("traceparent", w3cTestParent)
+	for _, f := range fields {
+		h[headerTracestate] = append(h[headerTracestate], f)
+	}
+	var sc SpanContext
+	if err := (w3cCodec{}).Extract(h, &sc); err != nil {
+		t.Fatalf("a bad tracestate must not invalidate traceparent: %v", err)
+	}
+	if !sc.HasIDs() {
+		t.Fatal("traceparent lost")
+	}
+	return sc.TraceState
+}
+
+// members returns n distinct members k0=v ... k(n-1)=v.
+func members(n int) []string {
+	out := make([]string, n)
+	for i := range out {
+		out[i] = fmt.Sprintf("k%d=v", i)
+	}
+	return out
+}
+
+func TestTracestateKeyGrammar(t *testing.T) {
+	valid := map[string]string{
+		"lowercase":           "congo",
+		"leading digit":       "0abc",
+		"all allowed chars":   "a0_-*/@z",
+		"multi-tenant":        "tenant@system",
+		"digit tenant":        "1tenant@vendor",
+		"256 chars":           "a" + strings.Repeat("b", 255),
+		"long multi-tenant":   strings.Repeat("t", 240) + "@" + strings.Repeat("s", 14),
+		"single char":         "z",
+		"at sign in the tail": "a@b@c",
+	}
+	for name, key := range valid {
+		t.Run("valid "+name, func(t *testing.T) {
+			ts := key + "=v"
+			if got := extractTracestate(t, ts); got != ts {
+				t.Errorf("tracestate %q kept as %q", ts, got)
+			}
+		})
+	}
+	invalid := map[string]string{
+		"empty":              "",
+		"uppercase":          "Congo",
+		"uppercase tail":     "congO",
+		"leading underscore": "_a",
+		"leading at":         "@system",
+		"leading star":       "*a",
+		"dot":                "a.b",
+		"inner space":        "a b",
+		"257 chars":          "a" + strings.Repeat("b", 256),
+		"non-ascii":          "caf\xc3\xa9",
+	}
+	for name, key := range invalid {
+		t.Run("invalid "+name, func(t *testing.T) {
+			if got := extractTracestate(t, "ok=1,"+key+"=v"); got != "" {
+				t.Errorf("key %q: tracestate kept as %q, want it dropped", key, got)
+			}
+		})
+	}
+}
+
+func TestTracestateValueGrammar(t *testing.T) {
+	valid := map[string]string{
+		"empty value":           "",
+		"spec example":          "t61rcWkgMzE",
+		"inner space":           "a b",
+		"leading space":         " a",
+		"printable punctuation": "!\"#$%&'()*+-./:;<>?@[\\]^_`{|}~",
+		"256 chars":             strings.Repeat("v", 256),
+	}
+	for name, v := range valid {
+		t.Run("valid "+name, func(t *testing.T) {
+			ts := "k=" + v
+			if got := extractTracestate(t, ts); got != ts {
+				t.Errorf("tracestate %q kept as %q", ts, got)
+			}
+		})
+	}
+	invalid := map[string]string{
+		"257 chars":    strings.Repeat("v", 257),
+		"equals":       "a=b",
+		"tab inside":   "a\tb",
+		"control char": "a\x01b",
+		"del":          "a\x7fb",
+		"non-ascii":    "caf\xc3\xa9",
+		"newline":      "a\nb",
+		"no equals":    "",
+	}
+	for name, v := range invalid {
+		t.Run("invalid "+name, func(t *testing.T) {
+			m := "k=" + v
+			if name == "no equals" {
+				m = "k"
+			}
+			if got := extractTracestate(t, "a=1,"+m); got != "" {
+				t.Errorf("member %q: tracestate kept as %q, want it dropped", m, got)
+			}
+		})
+	}
+}
+
+// A trailing space is OWS before the list delimiter (or the end), not part of
+// the value, so it is trimmed rather than rejected; the value kept never
+// ends in a space.
+func TestTracestateTrailingSpaceIsOWS(t *testing.T) {
+	if got := extractTracestate(t, "a=1 ,b=2 \t"); got != "a=1 ,b=2" {
+		t.Errorf("got %q", got)
+	}
+	if !validTracestateValue("x") || validTracestateValue("x ") {
+		t.Error("validTracestateValue must refuse a value ending in a space")
+	}
+}
+
+func TestTracestateDuplicateKeys(t *testing.T) {
+	tests := map[string][]string{
+		"same field":        {"a=1,b=2,a=3"},
+		"same value too":    {"a=1,a=1"},
+		"across fields":     {"a=1,b=2", "c=3,b=4"},
+		"multi-tenant keys": {"t@v=1,x=2,t@v=3"},
+	}
+	for name, fields := range tests {
+		t.Run(name, func(t *testing.T) {
+			if got := extractTracestate(t, fields...); got != "" {
+				t.Errorf("tracestate with a duplicate key kept as %q", got)
+			}
+		})
+	}
+	if got := extractTracestate(t, "a=1,a1=1,t@a=1"); got != "a=1,a1=1,t@a=1" {
+		t.Errorf("distinct keys sharing a prefix dropped: %q", got)
+	}
+}
+
+func TestTracestateMemberLimit(t *testing.T) {
+	ts32 := strings.Join(members(32), ",")
+	if got := extractTracestate(t, ts32); got != ts32 {
+		t.Errorf("32 members: kept %q", got)
+	}
+	if got := extractTracestate(t, strings.Join(members(33), ",")); got != "" {
+		t.Errorf("33 members: kept %q, want dropped", got)
+	}
+	// Empty members do not count.
+	padded := ",  ," + strings.Join(members(32), ", ,") + ",,"
+	if got := extractTracestate(t, padded); got != strings.Join(members(32), ", ,") {
+		t.Errorf("32 members with empty ones: kept %q", got)
+	}
+	// The limit applies to the joined list.
+	m := members(33)
+	if got := extractTracestate(t, strings.Join(m[:20], ","), strings.Join(m[20:], ",")); got != "" {
+		t.Errorf("33 members over two fields: kept %q, want dropped", got)
+	}
+}
+
+func TestTracestateEmptyMembers(t *testing.T) {
+	tests := map[string]struct {
+		fields []string
+		want   string
+	}{
+		"empty field":            {[]string{""}, ""},
+		"only OWS and commas":    {[]string{" , \t,"}, ""},
+		"inner empty members":    {[]string{"a=1,,b=2"}, "a=1,,b=2"},
+		"leading and trailing":   {[]string{" ,a=1,b=2, "}, "a=1,b=2"},
+		"OWS around delimiters":  {[]string{"a=1 , \tb=2"}, "a=1 , \tb=2"},
+		"empty field among many": {[]string{"a=1", "", "b=2"}, "a=1,b=2"},
+	}
+	for name, tt := range tests {
+		t.Run(name, func(t *testing.T) {
+			if got := extractTracestate(t, tt.fields...); got != tt.want {
+				t.Errorf("got %q, want %q", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestTracestateInvalidMemberDropsWholeHeader(t *testing.T) {
+	tests := map[string][]string{
+		"bad key first":    {"A=1,b=2"},
+		"bad value last":   {"a=1,b=2,c=x=y"},
+		"bad second field": {"a=1", "b=2,=3"},
+		"member no equals": {"a=1,b"},
+		"only a key":       {"a"},
+		"bad first field":  {"A=1", "b=2"},
+		"dangling equals":  {"=,a=1"},
+	}
+	for name, fields := range tests {
+		t.Run(name, func(t *testing.T) {
+			if got := extractTracestate(t, fields...); got != "" {
+				t.Errorf("kept %q, want the whole tracestate dropped", got)
+			}
+		})
+	}
+}
+
+func TestTracestateMultipleFieldsJoined(t *testing.T) {
+	tests := map[string]struct {
+		fields []string
+		want   string
+	}{
+		"two fields":         {[]string{"congo=t61rcWkgMzE", "rojo=00f067aa0ba902b7"}, "congo=t61rcWkgMzE,rojo=00f067aa0ba902b7"},
+		"three with OWS":     {[]string{" a=1 ", "b=2,c=3", "d=4,"}, "a=1,b=2,c=3,d=4"},
+		"one non-empty":      {[]string{"", "a=1", " "}, "a=1"},
+		"order is preserved": {[]string{"z=1", "a=2"}, "z=1,a=2"},
+	}
+	for name, tt := range tests {
+		t.Run(name, func(t *testing.T) {
+			if got := extractTracestate(t, tt.fields...); got != tt.want {
+				t.Errorf("got %q, want %q", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestTracestateNotParsedWhenTraceparentInvalid(t *testing.T) {
+	h := hdrWB("traceparent", "00-"+w3cTestTraceID+"-0000000000000000-01", "tracestate", "congo=t61rcWkgMzE")
+	var sc SpanContext
+	if err := (w3cCodec{}).Extract(h, &sc); err == nil {
+		t.Fatal("zero parent-id accepted")
+	}
+	if sc.TraceState != "" {
+		t.Errorf("tracestate %q read despite an invalid traceparent", sc.TraceState)
+	}
+}
+
+// member returns a member with key k whose total length is n.
+func member(k string, n int) string { return k + "=" + strings.Repeat("x", n-len(k)-1) }
+
+func TestTracestateTruncation(t *testing.T) {
+	long1, long2 := member("long1", 200), member("long2", 150)
+	tests := []struct {
+		name    string
+		members []string
+		want    []string
+	}{
+		{
+			name:    "512 chars propagated untouched",
+			members: []string{member("a", 100), member("b", 200), member("c", 210)},
+			want:    []string{member("a", 100), member("b", 200), member("c", 210)},
+		},
+		{
+			name:    "long members dropped first, rightmost first",
+			members: []string{member("a", 100), long1, member("b", 100), long2, member("c", 100)},
+			// 100+200+100+150+100+4 = 654: dropping long2 gives 503.
+			want: []string{member("a", 100), long1, member("b", 100), member("c", 100)},
+		},
+		{
+			name:    "all long members before any short one",
+			members: []string{long1, member("a", 120), member("b", 120), long2, member("c", 120)},
+			want:    []string{member("a", 120), member("b", 120), member("c", 120)},
+		},
+		{
+			name:    "then from the right",
+			members: []string{member("a", 120), member("b", 120), member("c", 120), member("d", 120), member("e", 120)},
+			want:    []string{member("a", 120), member("b", 120), member("c", 120), member("d", 120)},
+		},
+		{
+			name:    "long then right",
+			members: []string{member("a", 128), member("b", 128), member("c", 128), long1, member("d", 128), member("e", 128)},
+			want:    []string{member("a", 128), member("b", 128), member("c", 128)},
+		},
+		{
+			name: "32 members of 20 chars",
+			members: func() []string {
+				m := make([]string, 32)
+				for i := range m {
+					m[i] = member(fmt.Sprintf("k%02d", i), 20)
+				}
+				return m
+			}(),
+			want: func() []string {
+				m := make([]string, 24)
+				for i := range m {
+					m[i] = member(fmt.Sprintf("k%02d", i), 20)
+				}
+				return m
+			}(),
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ts := strings.Join(tt.members, ",")
+			if got := extractTracestate(t, ts); got != ts {
+				t.Fatalf("the input tracestate (%d chars) is invalid: %q", len(ts), got)
+			}
+			sc := SpanContext{TraceID: mustTraceID(t, w3cTestTraceID), SpanID: mustSpanID(t, w3cTestSpanID), TraceState: ts}
+			var w Writer
+			(w3cCodec{}).Inject(&sc, &w)
+			got, _ := w.Get(headerTracestate)
+			want := strings.Join(tt.want, ",")
+			if got != want {
+				t.Errorf("injected %d chars %.60q..., want %d chars %.60q...", len(got), got, len(want), want)
+			}
+			if len(ts) > 512 && len(got) > 512 {
+				t.Errorf("injected %d chars, more than 512", len(got))
+			}
+		})
+	}
+}
+
+func TestW3CInject(t *testing.T) {
+	tid, sid := mustTraceID(t, w3cTestTraceID), mustSpanID(t, w3cTestSpanID)
+	ids := func(sc SpanContext) SpanContext { sc.TraceID, sc.SpanID = tid, sid; return sc }
+	base := "00-" + w3cTestTraceID + "-" + w3cTestSpanID + "-"
+	tests := []struct {
+		name       string
+		sc         SpanContext
+		parent     string
+		tracestate string
+	}{
+		{name: "accept", sc: ids(SpanContext{Sampling: SamplingAccept}), parent: base + "01"},
+		{name: "deny", sc: ids(SpanContext{Sampling: SamplingDeny}), parent: base + "00"},
+		{name: "unset is not sampled", sc: ids(SpanContext{}), parent: base + "00"},
+		{name: "debug is sampled", sc: ids(SpanContext{Sampling: SamplingDebug}), parent: base + "01"},
+		{name: "random", sc: ids(SpanContext{Sampling: SamplingAccept, Random: true}), parent: base + "03"},
+		{name: "random not sampled", sc: ids(SpanContext{Sampling: SamplingDeny, Random: true}), parent: base + "02"},
+		{
+			name:   "64-bit id padded, random cleared",
+			sc:     SpanContext{TraceID: mustTraceID(t, "a3ce929d0e0e4736"), SpanID: sid, TraceID64: true, Random: true, Sampling: SamplingAccept},
+			parent: "00-0000000000000000a3ce929d0e0e4736-" + w3cTestSpanID + "-01",
+		},
+		{name: "with tracestate", sc: ids(SpanContext{Sampling: SamplingAccept, TraceState: "congo=t61rcWkgMzE"}), parent: base + "01", tracestate: "congo=t61rcWkgMzE"},
+		{name: "parent id not written", sc: ids(SpanContext{ParentID: mustSpanID(t, "b7ad6b7169203331")}), parent: base + "00"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var w Writer
+			(w3cCodec{}).Inject(&tt.sc, &w)
+			if got, _ := w.Get(headerTraceparent); got != tt.parent {
+				t.Errorf("traceparent = %q, want %q", got, tt.parent)
+			}
+			got, ok := w.Get(headerTracestate)
+			if got != tt.tracestate || ok != (tt.tracestate != "") {
+				t.Errorf("tracestate = %q (set %v), want %q", got, ok, tt.tracestate)
+			}
+			wantLen := 1
+			if tt.tracestate != "" {
+				wantLen = 2
+			}
+			if w.Len() != wantLen {
+				t.Errorf("wrote %d headers, want %d", w.Len(), wantLen)
+			}
+		})
+	}
+}
+
+func TestW3CInjectWithoutIDs(t *testing.T) {
+	tests := map[string]SpanContext{
+		"sampling only":   {Sampling: SamplingDeny},
+		"trace id only":   {TraceID: mustTraceID(t, w3cTestTraceID), Sampling: SamplingAccept, TraceState: "a=1"},
+		"span id only":    {SpanID: mustSpanID(t, w3cTestSpanID)},
+		"zero everything": {},
+	}
+	for name, sc := range tests {
+		t.Run(name, func(t *testing.T) {
+			var w Writer
+			(w3cCodec{}).Inject(&sc, &w)
+			if w.Len() != 0 {
+				t.Errorf("wrote %d headers for a context without ids", w.Len())
+			}
+		})
+	}
+}
+
+// Continuing a trace keeps the ids (until the caller sets a new span id), the
+// sampled and random flags and the tracestate; a future version comes back
+// as 00 with only known flags.
+func TestW3CRoundTrip(t *testing.T) {
+	tests := []struct{ in, out string }{
+		{w3cTestParent, w3cTestParent},
+		{"00-" + w3cTestTraceID + "-" + w3cTestSpanID + "-02", "00-" + w3cTestTraceID + "-" + w3cTestSpanID + "-02"},
+		{"00-" + w3cTestTraceID + "-" + w3cTestSpanID + "-ff", "00-" + w3cTestTraceID + "-" + w3cTestSpanID + "-03"},
+		{"42-" + w3cTestTraceID + "-" + w3cTestSpanID + "-05-future", "00-" + w3cTestTraceID + "-" + w3cTestSpanID + "-01"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.in, func(t *testing.T) {
+			h := hdrWB("traceparent", tt.in, "tracestate", "rojo=00f067aa0ba902b7,congo=t61rcWkgMzE")
+			p := w3cOnly(t)
+			res := p.Extract(h)
+			if res.Format != FormatW3C {
+				t.Fatalf("extract: %v", res.Err)
+			}
+			p.Clear(h)
+			var w Writer
+			p.Inject(&res.SpanContext, &w)
+			w.Apply(h)
+			if got := h.Get("traceparent"); got != tt.out {
+				t.Errorf("traceparent %q, want %q", got, tt.out)
+			}
+			if got := h.Get("tracestate"); got != "rojo=00f067aa0ba902b7,congo=t61rcWkgMzE" {
+				t.Errorf("tracestate %q", got)
+			}
+		})
+	}
+}
+
+func TestW3CFields(t *testing.T) {
+	c := w3cCodec{}
+	f := c.Fields()
+	if len(f) != 2 || f[0] != "Traceparent" || f[1] != "Tracestate" {
+		t.Fatalf("Fields = %q", f)
+	}
+	for _, k := range f {
+		if http.CanonicalHeaderKey(k) != k {
+			t.Errorf("%q is not canonical", k)
+		}
+	}
+	f[0] = "changed"
+	if c.Fields()[0] != "Traceparent" {
+		t.Error("Fields returned the codec's own slice")
+	}
+}
+
+func TestW3CExtractAllocs(t *testing.T) {
+	long := strings.Join(members(32), ",")
+	tests := map[string]http.Header{
+		"valid":                    hdrWB("traceparent", w3cTestParent),
+		"valid with tracestate":    hdrWB("traceparent", w3cTestParent, "tracestate", " rojo=00f067aa0ba902b7, congo=t61rcWkgMzE "),
+		"valid with 32 members":    hdrWB("traceparent", w3cTestParent, "tracestate", long),
+		"valid, invalid state":     hdrWB("traceparent", w3cTestParent, "tracestate", "A=1"),
+		"future version":           hdrWB("traceparent", "01-"+w3cTestTraceID+"-"+w3cTestSpanID+"-01-x"),
+		"missing":                  hdrWB("x-other", "1"),
+		"bogus":                    hdrWB("traceparent", "bogus", "tracestate", "a=1"),
+		"zero trace id":            hdrWB("traceparent", "00-00000000000000000000000000000000-"+w3cTestSpanID+"-01"),
+		"two traceparent fields":   hdrWB("traceparent", w3cTestParent, "traceparent", w3cTestParent),
+		"uppercase":                hdrWB("traceparent", strings.ToUpper(w3cTestParent)),
+		"version 00 extra data":    hdrWB("traceparent", w3cTestParent+"-x"),
+		"tracestate without ids":   hdrWB("tracestate", "a=1"),
+		"duplicate tracestate key": hdrWB("traceparent", w3cTestParent, "tracestate", "a=1,a=2"),
+	}
+	c := w3cCodec{}
+	for name, h := range tests {
+		t.Run(name, func(t *testing.T) {
+			var sc SpanContext
+			if n := testing.AllocsPerRun(100, func() { _ = c.Extract(h, &sc) }); n != 0 {
+				t.Errorf("Extract allocated %v times, want 0", n)
+			}
+		})
+	}
+	// Several tracestate fields are joined into one string: one allocation.
+	h := hdrWB("traceparent", w3cTestParent, "tracestate", "a=1", "tracestate", "b=2")
+	var sc SpanContext
+	if n := testing.AllocsPerRun(100, func() { _ = c.Extract(h, &sc) }); n > 1 {
+		t.Errorf("Extract with two tracestate fields allocated %v times, want at most 1", n)
+	}
+}
+
+func TestW3CInjectAllocs(t *testing.T) {
+	tid, sid := mustTraceID(t, w3cTestTraceID), mustSpanID(t, w3cTestSpanID)
+	tests := map[string]struct {
+		sc   SpanContext
+		want float64
+	}{
+		"no tracestate":        {SpanContext{TraceID: tid, SpanID: sid, Sampling: SamplingAccept}, 1},
+		"short tracestate":     {SpanContext{TraceID: tid, SpanID: sid, TraceState: "congo=t61rcWkgMzE"}, 1},
+		"truncated tracestate": {SpanContext{TraceID: tid, SpanID: sid, TraceState: strings.Join([]string{member("a", 200), member("b", 200), member("c", 200)}, ",")}, 2},
+	}
+	c := w3cCodec{}
+	for name, tt := range tests {
+		t.Run(name, func(t *testing.T) {
+			var w Writer
+			n := testing.AllocsPerRun(100, func() {
+				w.Reset()
+				c.Inject(&tt.sc, &w)
+			})
+			if n > tt.want {
+				t.Errorf("Inject allocated %v times, want at most %v", n, tt.want)
+			}
+		})
+	}
+}
