@@ -1,0 +1,181 @@
+package skywalking
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// DefaultKeepAlive is the keepAlive interval when Config.KeepAlive is zero,
+// the one SkyWalking's agents use.
+const DefaultKeepAlive = 60 * time.Second
+
+// defaultGRPCPort is the OAP's gRPC receiver port, used when a grpc:// or
+// grpcs:// address has none.
+const defaultGRPCPort = "11800"
+
+// Config configures an Exporter.
+type Config struct {
+	// Address is the collector. grpc://host:port is the OAP's (or
+	// Satellite's) gRPC receiver, port 11800 when omitted; grpcs://host:port
+	// is the same over TLS. http://host:port and https://host:port (with an
+	// optional base path) name the OAP's HTTP receiver, usually port 12800:
+	// segments go to {base}/v3/segments, instance registration to
+	// {base}/v3/management/reportProperties and keepAlive.
+	Address string
+	// Service and Instance name the proxy in SkyWalking for instance
+	// registration and keepAlive. Both are required and must be the Service
+	// and Instance the exported Records carry.
+	Service  string
+	Instance string
+	// Token is sent as the "Authentication" gRPC metadata or HTTP header on
+	// every call when the collector requires one. Default: none.
+	Token string
+	// KeepAlive is the interval between keepAlive calls [60s]. A negative
+	// value turns instance registration and keepAlive off.
+	KeepAlive time.Duration
+	// TLS configures TLS to the collector. With a grpc:// address, setting it
+	// turns TLS on (as grpcs:// does); it requires https:// for HTTP.
+	TLS *TLSConfig
+	// Version is the tracingproxy version, reported as the instance
+	// property "tracingproxy.version".
+	Version string
+	// OnError, if set, is called with every failed instance registration or
+	// keepAlive. Export errors are returned, not reported here. It is called
+	// from a background goroutine and must not block.
+	OnError func(error)
+}
+
+// TLSConfig configures TLS to the collector. Zero values use the system's
+// roots and verify the collector's name.
+type TLSConfig struct {
+	// CA is a PEM file of the CA certificates that verify the collector,
+	// instead of the system's roots.
+	CA string
+	// Cert and Key are PEM files of a client certificate and its key, for
+	// collectors that require mutual TLS. Set both or neither.
+	Cert string
+	Key  string
+	// InsecureSkipVerify accepts any collector certificate. For tests only.
+	InsecureSkipVerify bool
+	// ServerName overrides the name verified in the collector's certificate.
+	ServerName string
+}
+
+// protocol is the transport an address selects.
+type protocol uint8
+
+const (
+	protoGRPC protocol = iota
+	protoHTTP
+)
+
+// endpoint is a parsed Config.Address.
+type endpoint struct {
+	proto protocol
+	tls   bool
+	// target is host:port for gRPC, the base URL without a trailing slash
+	// for HTTP.
+	target string
+}
+
+// String returns the address in its canonical form.
+func (e endpoint) String() string {
+	if e.proto == protoHTTP {
+		return e.target
+	}
+	if e.tls {
+		return "grpcs://" + e.target
+	}
+	return "grpc://" + e.target
+}
+
+// parseAddress parses Config.Address.
+func parseAddress(s string) (endpoint, error) {
+	bad := fmt.Errorf("skywalking url must be grpc://host:port or http(s)://host:port, got %q", s)
+	u, err := url.Parse(s)
+	if err != nil || u.Host == "" || u.User != nil || u.RawQuery != "" || u.Fragment != "" || u.Opaque != "" || u.ForceQuery {
+		return endpoint{}, bad
+	}
+	host, port := u.Hostname(), u.Port()
+	if host == "" || strings.ContainsAny(host, "[]") {
+		return endpoint{}, bad
+	}
+	if port != "" {
+		if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+			return endpoint{}, bad
+		}
+	}
+	switch u.Scheme {
+	case "grpc", "grpcs":
+		if u.Path != "" && u.Path != "/" {
+			return endpoint{}, bad
+		}
+		if port == "" {
+			port = defaultGRPCPort
+		}
+		return endpoint{proto: protoGRPC, tls: u.Scheme == "grpcs", target: net.JoinHostPort(host, port)}, nil
+	case "http", "https":
+		base := u.Scheme + "://" + u.Host + strings.TrimRight(u.EscapedPath(), "/")
+		return endpoint{proto: protoHTTP, tls: u.Scheme == "https", target: base}, nil
+	default:
+		return endpoint{}, bad
+	}
+}
+
+// validate checks the configuration and returns the parsed address, naming
+// the offending option.
+func (c *Config) validate() (endpoint, error) {
+	ep, err := parseAddress(c.Address)
+	if err != nil {
+		return endpoint{}, err
+	}
+	switch {
+	case c.Service == "":
+		return endpoint{}, errors.New("skywalking service name must be set")
+	case c.Instance == "":
+		return endpoint{}, errors.New("skywalking instance name must be set")
+	case c.TLS != nil && ep.proto == protoHTTP && !ep.tls:
+		return endpoint{}, fmt.Errorf("skywalking tls options need an https:// url, got %q", c.Address)
+	}
+	return ep, nil
+}
+
+// tlsConfig builds the client TLS configuration from the options.
+func (c *TLSConfig) tlsConfig() (*tls.Config, error) {
+	tc := &tls.Config{MinVersion: tls.VersionTLS12}
+	if c == nil {
+		return tc, nil
+	}
+	tc.InsecureSkipVerify = c.InsecureSkipVerify
+	tc.ServerName = c.ServerName
+	if c.CA != "" {
+		pem, err := os.ReadFile(c.CA)
+		if err != nil {
+			return nil, fmt.Errorf("skywalking tls ca: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("skywalking tls ca: no PEM certificate in %s", c.CA)
+		}
+		tc.RootCAs = pool
+	}
+	if (c.Cert == "") != (c.Key == "") {
+		return nil, errors.New("skywalking tls cert and key must be set together")
+	}
+	if c.Cert != "" {
+		cert, err := tls.LoadX509KeyPair(c.Cert, c.Key)
+		if err != nil {
+			return nil, fmt.Errorf("skywalking tls cert and key: %w", err)
+		}
+		tc.Certificates = []tls.Certificate{cert}
+	}
+	return tc, nil
+}
