@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+	"sync"
 )
 
 // Format names one wire format of trace context.
@@ -286,14 +287,20 @@ func formatsOf(cs []Codec) []Format {
 // Fields returns every header name the propagator's formats own.
 func (p *Propagator) Fields() []string { return p.fields }
 
+// extractScratch holds the SpanContext each codec extracts into. Codecs are
+// called through an interface, so a local SpanContext would escape to the
+// heap on every Extract; reusing pooled ones keeps extraction
+// allocation-free.
+var extractScratch = sync.Pool{New: func() any { return new(SpanContext) }}
+
 // Extract reads the caller's context from h. It never fails: malformed
 // formats are reported in the Result and treated as absent.
 func (p *Propagator) Extract(h http.Header) Result {
 	var res Result
-	var sc SpanContext
+	sc := extractScratch.Get().(*SpanContext)
 	for _, c := range p.extract {
-		sc = SpanContext{}
-		err := c.Extract(h, &sc)
+		*sc = SpanContext{}
+		err := c.Extract(h, sc)
 		if err == ErrAbsent {
 			continue
 		}
@@ -307,7 +314,7 @@ func (p *Propagator) Extract(h http.Header) Result {
 			continue
 		}
 		if res.Format == FormatNone {
-			res.SpanContext = sc
+			res.SpanContext = *sc
 			res.Format = f
 			continue
 		}
@@ -316,6 +323,8 @@ func (p *Propagator) Extract(h http.Header) Result {
 			res.ConflictTraceID = sc.TraceID
 		}
 	}
+	*sc = SpanContext{} // drop references into h before pooling
+	extractScratch.Put(sc)
 	return res
 }
 

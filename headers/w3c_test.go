@@ -1,11 +1,15 @@
 package headers
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/http"
 	"strings"
 	"testing"
+
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // Interop vectors from the W3C Trace Context specification.
@@ -26,8 +30,8 @@ func hdrWB(kv ...string) http.Header {
 	return h
 }
 
-// mustTraceID and mustSpanID parse test ids.
-func mustTraceID(t testing.TB, s string) TraceID {
+// wbTraceID and wbSpanID parse test ids.
+func wbTraceID(t testing.TB, s string) TraceID {
 	t.Helper()
 	id, _, err := ParseTraceID(s)
 	if err != nil {
@@ -36,7 +40,7 @@ func mustTraceID(t testing.TB, s string) TraceID {
 	return id
 }
 
-func mustSpanID(t testing.TB, s string) SpanID {
+func wbSpanID(t testing.TB, s string) SpanID {
 	t.Helper()
 	id, err := ParseSpanID(s)
 	if err != nil {
@@ -84,8 +88,8 @@ func TestW3CExtractValid(t *testing.T) {
 			if err := (w3cCodec{}).Extract(h, &sc); err != nil {
 				t.Fatalf("Extract(%q): %v", tt.traceparent, err)
 			}
-			wantT := mustTraceID(t, tt.traceparent[3:35])
-			wantS := mustSpanID(t, tt.traceparent[36:52])
+			wantT := wbTraceID(t, tt.traceparent[3:35])
+			wantS := wbSpanID(t, tt.traceparent[36:52])
 			if sc.TraceID != wantT || sc.SpanID != wantS {
 				t.Errorf("ids = %v/%v, want %v/%v", sc.TraceID, sc.SpanID, wantT, wantS)
 			}
@@ -205,8 +209,8 @@ func extractTracestate(t *testing.T, fields ...string) string {
 	return sc.TraceState
 }
 
-// members returns n distinct members k0=v ... k(n-1)=v.
-func members(n int) []string {
+// tsMembers returns n distinct members k0=v ... k(n-1)=v.
+func tsMembers(n int) []string {
 	out := make([]string, n)
 	for i := range out {
 		out[i] = fmt.Sprintf("k%d=v", i)
@@ -327,20 +331,20 @@ func TestTracestateDuplicateKeys(t *testing.T) {
 }
 
 func TestTracestateMemberLimit(t *testing.T) {
-	ts32 := strings.Join(members(32), ",")
+	ts32 := strings.Join(tsMembers(32), ",")
 	if got := extractTracestate(t, ts32); got != ts32 {
 		t.Errorf("32 members: kept %q", got)
 	}
-	if got := extractTracestate(t, strings.Join(members(33), ",")); got != "" {
+	if got := extractTracestate(t, strings.Join(tsMembers(33), ",")); got != "" {
 		t.Errorf("33 members: kept %q, want dropped", got)
 	}
 	// Empty members do not count.
-	padded := ",  ," + strings.Join(members(32), ", ,") + ",,"
-	if got := extractTracestate(t, padded); got != strings.Join(members(32), ", ,") {
+	padded := ",  ," + strings.Join(tsMembers(32), ", ,") + ",,"
+	if got := extractTracestate(t, padded); got != strings.Join(tsMembers(32), ", ,") {
 		t.Errorf("32 members with empty ones: kept %q", got)
 	}
 	// The limit applies to the joined list.
-	m := members(33)
+	m := tsMembers(33)
 	if got := extractTracestate(t, strings.Join(m[:20], ","), strings.Join(m[20:], ",")); got != "" {
 		t.Errorf("33 members over two fields: kept %q, want dropped", got)
 	}
@@ -416,11 +420,11 @@ func TestTracestateNotParsedWhenTraceparentInvalid(t *testing.T) {
 	}
 }
 
-// member returns a member with key k whose total length is n.
-func member(k string, n int) string { return k + "=" + strings.Repeat("x", n-len(k)-1) }
+// tsMember returns a member with key k whose total length is n.
+func tsMember(k string, n int) string { return k + "=" + strings.Repeat("x", n-len(k)-1) }
 
 func TestTracestateTruncation(t *testing.T) {
-	long1, long2 := member("long1", 200), member("long2", 150)
+	long1, long2 := tsMember("long1", 200), tsMember("long2", 150)
 	tests := []struct {
 		name    string
 		members []string
@@ -428,43 +432,43 @@ func TestTracestateTruncation(t *testing.T) {
 	}{
 		{
 			name:    "512 chars propagated untouched",
-			members: []string{member("a", 100), member("b", 200), member("c", 210)},
-			want:    []string{member("a", 100), member("b", 200), member("c", 210)},
+			members: []string{tsMember("a", 100), tsMember("b", 200), tsMember("c", 210)},
+			want:    []string{tsMember("a", 100), tsMember("b", 200), tsMember("c", 210)},
 		},
 		{
 			name:    "long members dropped first, rightmost first",
-			members: []string{member("a", 100), long1, member("b", 100), long2, member("c", 100)},
+			members: []string{tsMember("a", 100), long1, tsMember("b", 100), long2, tsMember("c", 100)},
 			// 100+200+100+150+100+4 = 654: dropping long2 gives 503.
-			want: []string{member("a", 100), long1, member("b", 100), member("c", 100)},
+			want: []string{tsMember("a", 100), long1, tsMember("b", 100), tsMember("c", 100)},
 		},
 		{
 			name:    "all long members before any short one",
-			members: []string{long1, member("a", 120), member("b", 120), long2, member("c", 120)},
-			want:    []string{member("a", 120), member("b", 120), member("c", 120)},
+			members: []string{long1, tsMember("a", 120), tsMember("b", 120), long2, tsMember("c", 120)},
+			want:    []string{tsMember("a", 120), tsMember("b", 120), tsMember("c", 120)},
 		},
 		{
 			name:    "then from the right",
-			members: []string{member("a", 120), member("b", 120), member("c", 120), member("d", 120), member("e", 120)},
-			want:    []string{member("a", 120), member("b", 120), member("c", 120), member("d", 120)},
+			members: []string{tsMember("a", 120), tsMember("b", 120), tsMember("c", 120), tsMember("d", 120), tsMember("e", 120)},
+			want:    []string{tsMember("a", 120), tsMember("b", 120), tsMember("c", 120), tsMember("d", 120)},
 		},
 		{
 			name:    "long then right",
-			members: []string{member("a", 128), member("b", 128), member("c", 128), long1, member("d", 128), member("e", 128)},
-			want:    []string{member("a", 128), member("b", 128), member("c", 128)},
+			members: []string{tsMember("a", 128), tsMember("b", 128), tsMember("c", 128), long1, tsMember("d", 128), tsMember("e", 128)},
+			want:    []string{tsMember("a", 128), tsMember("b", 128), tsMember("c", 128)},
 		},
 		{
 			name: "32 members of 20 chars",
 			members: func() []string {
 				m := make([]string, 32)
 				for i := range m {
-					m[i] = member(fmt.Sprintf("k%02d", i), 20)
+					m[i] = tsMember(fmt.Sprintf("k%02d", i), 20)
 				}
 				return m
 			}(),
 			want: func() []string {
 				m := make([]string, 24)
 				for i := range m {
-					m[i] = member(fmt.Sprintf("k%02d", i), 20)
+					m[i] = tsMember(fmt.Sprintf("k%02d", i), 20)
 				}
 				return m
 			}(),
@@ -476,7 +480,7 @@ func TestTracestateTruncation(t *testing.T) {
 			if got := extractTracestate(t, ts); got != ts {
 				t.Fatalf("the input tracestate (%d chars) is invalid: %q", len(ts), got)
 			}
-			sc := SpanContext{TraceID: mustTraceID(t, w3cTestTraceID), SpanID: mustSpanID(t, w3cTestSpanID), TraceState: ts}
+			sc := SpanContext{TraceID: wbTraceID(t, w3cTestTraceID), SpanID: wbSpanID(t, w3cTestSpanID), TraceState: ts}
 			var w Writer
 			(w3cCodec{}).Inject(&sc, &w)
 			got, _ := w.Get(headerTracestate)
@@ -492,7 +496,7 @@ func TestTracestateTruncation(t *testing.T) {
 }
 
 func TestW3CInject(t *testing.T) {
-	tid, sid := mustTraceID(t, w3cTestTraceID), mustSpanID(t, w3cTestSpanID)
+	tid, sid := wbTraceID(t, w3cTestTraceID), wbSpanID(t, w3cTestSpanID)
 	ids := func(sc SpanContext) SpanContext { sc.TraceID, sc.SpanID = tid, sid; return sc }
 	base := "00-" + w3cTestTraceID + "-" + w3cTestSpanID + "-"
 	tests := []struct {
@@ -509,11 +513,11 @@ func TestW3CInject(t *testing.T) {
 		{name: "random not sampled", sc: ids(SpanContext{Sampling: SamplingDeny, Random: true}), parent: base + "02"},
 		{
 			name:   "64-bit id padded, random cleared",
-			sc:     SpanContext{TraceID: mustTraceID(t, "a3ce929d0e0e4736"), SpanID: sid, TraceID64: true, Random: true, Sampling: SamplingAccept},
+			sc:     SpanContext{TraceID: wbTraceID(t, "a3ce929d0e0e4736"), SpanID: sid, TraceID64: true, Random: true, Sampling: SamplingAccept},
 			parent: "00-0000000000000000a3ce929d0e0e4736-" + w3cTestSpanID + "-01",
 		},
 		{name: "with tracestate", sc: ids(SpanContext{Sampling: SamplingAccept, TraceState: "congo=t61rcWkgMzE"}), parent: base + "01", tracestate: "congo=t61rcWkgMzE"},
-		{name: "parent id not written", sc: ids(SpanContext{ParentID: mustSpanID(t, "b7ad6b7169203331")}), parent: base + "00"},
+		{name: "parent id not written", sc: ids(SpanContext{ParentID: wbSpanID(t, "b7ad6b7169203331")}), parent: base + "00"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -540,8 +544,8 @@ func TestW3CInject(t *testing.T) {
 func TestW3CInjectWithoutIDs(t *testing.T) {
 	tests := map[string]SpanContext{
 		"sampling only":   {Sampling: SamplingDeny},
-		"trace id only":   {TraceID: mustTraceID(t, w3cTestTraceID), Sampling: SamplingAccept, TraceState: "a=1"},
-		"span id only":    {SpanID: mustSpanID(t, w3cTestSpanID)},
+		"trace id only":   {TraceID: wbTraceID(t, w3cTestTraceID), Sampling: SamplingAccept, TraceState: "a=1"},
+		"span id only":    {SpanID: wbSpanID(t, w3cTestSpanID)},
 		"zero everything": {},
 	}
 	for name, sc := range tests {
@@ -605,7 +609,7 @@ func TestW3CFields(t *testing.T) {
 }
 
 func TestW3CExtractAllocs(t *testing.T) {
-	long := strings.Join(members(32), ",")
+	long := strings.Join(tsMembers(32), ",")
 	tests := map[string]http.Header{
 		"valid":                    hdrWB("traceparent", w3cTestParent),
 		"valid with tracestate":    hdrWB("traceparent", w3cTestParent, "tracestate", " rojo=00f067aa0ba902b7, congo=t61rcWkgMzE "),
@@ -639,14 +643,14 @@ func TestW3CExtractAllocs(t *testing.T) {
 }
 
 func TestW3CInjectAllocs(t *testing.T) {
-	tid, sid := mustTraceID(t, w3cTestTraceID), mustSpanID(t, w3cTestSpanID)
+	tid, sid := wbTraceID(t, w3cTestTraceID), wbSpanID(t, w3cTestSpanID)
 	tests := map[string]struct {
 		sc   SpanContext
 		want float64
 	}{
 		"no tracestate":        {SpanContext{TraceID: tid, SpanID: sid, Sampling: SamplingAccept}, 1},
 		"short tracestate":     {SpanContext{TraceID: tid, SpanID: sid, TraceState: "congo=t61rcWkgMzE"}, 1},
-		"truncated tracestate": {SpanContext{TraceID: tid, SpanID: sid, TraceState: strings.Join([]string{member("a", 200), member("b", 200), member("c", 200)}, ",")}, 2},
+		"truncated tracestate": {SpanContext{TraceID: tid, SpanID: sid, TraceState: strings.Join([]string{tsMember("a", 200), tsMember("b", 200), tsMember("c", 200)}, ",")}, 2},
 	}
 	c := w3cCodec{}
 	for name, tt := range tests {
@@ -658,6 +662,136 @@ func TestW3CInjectAllocs(t *testing.T) {
 			})
 			if n > tt.want {
 				t.Errorf("Inject allocated %v times, want at most %v", n, tt.want)
+			}
+		})
+	}
+}
+
+// otelW3C extracts h with OpenTelemetry's TraceContext propagator and
+// re-injects the result.
+func otelW3C(h http.Header) (trace.SpanContext, http.Header) {
+	p := propagation.TraceContext{}
+	ctx := p.Extract(context.Background(), propagation.HeaderCarrier(h))
+	out := http.Header{}
+	p.Inject(ctx, propagation.HeaderCarrier(out))
+	return trace.SpanContextFromContext(ctx), out
+}
+
+// TestW3CMatchesOpenTelemetry compares extraction and re-injection with
+// go.opentelemetry.io/otel/propagation.TraceContext on inputs valid for both.
+// The known differences, where the specification wins, are pinned in
+// TestW3COpenTelemetryDisagreements.
+func TestW3CMatchesOpenTelemetry(t *testing.T) {
+	ids := w3cTestTraceID + "-" + w3cTestSpanID
+	tests := []struct {
+		name, traceparent, tracestate string
+	}{
+		{"sampled", "00-" + ids + "-01", ""},
+		{"not sampled", "00-" + ids + "-00", ""},
+		{"random", "00-" + ids + "-02", ""},
+		{"random sampled", "00-" + ids + "-03", ""},
+		{"future version", "01-" + ids + "-01", ""},
+		{"future version more fields", "cc-" + ids + "-03-future-fields", ""},
+		{"future version unknown flags", "02-" + ids + "-f1", ""},
+		{"spec tracestate", "00-" + ids + "-01", "rojo=00f067aa0ba902b7,congo=t61rcWkgMzE"},
+		{"multi-tenant key", "00-" + ids + "-01", "fw529a3039@dt=0,a=1"},
+		{"32 members", "00-" + ids + "-01", strings.Join(tsMembers(32), ",")},
+		{"value with space", "00-" + ids + "-00", "k=a b"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := hdrWB("traceparent", tt.traceparent)
+			if tt.tracestate != "" {
+				h.Set("tracestate", tt.tracestate)
+			}
+			want, wantOut := otelW3C(h)
+			if !want.IsValid() {
+				t.Fatal("OpenTelemetry rejected a shared valid input")
+			}
+			var sc SpanContext
+			if err := (w3cCodec{}).Extract(h, &sc); err != nil {
+				t.Fatalf("Extract: %v", err)
+			}
+			if [16]byte(sc.TraceID) != want.TraceID() || [8]byte(sc.SpanID) != want.SpanID() ||
+				sc.Sampling.Sampled() != want.IsSampled() || sc.Random != want.IsRandom() {
+				t.Errorf("ours %v/%v sampled %v random %v; otel %v/%v sampled %v random %v",
+					sc.TraceID, sc.SpanID, sc.Sampling.Sampled(), sc.Random,
+					want.TraceID(), want.SpanID(), want.IsSampled(), want.IsRandom())
+			}
+			if sc.TraceState != want.TraceState().String() {
+				t.Errorf("tracestate: ours %q, otel %q", sc.TraceState, want.TraceState().String())
+			}
+			var w Writer
+			(w3cCodec{}).Inject(&sc, &w)
+			got := http.Header{}
+			w.Apply(got)
+			for _, k := range []string{headerTraceparent, headerTracestate} {
+				if got.Get(k) != wantOut.Get(k) {
+					t.Errorf("%s: ours %q, otel %q", k, got.Get(k), wantOut.Get(k))
+				}
+			}
+		})
+	}
+}
+
+// TestW3COpenTelemetryDisagreements pins each known difference from
+// OpenTelemetry's TraceContext, with the reason the specification gives ours.
+func TestW3COpenTelemetryDisagreements(t *testing.T) {
+	ids := w3cTestTraceID + "-" + w3cTestSpanID
+	tests := []struct {
+		name        string
+		h           http.Header
+		otelValid   bool   // whether otel extracts a context
+		otelState   string // the tracestate otel keeps
+		oursErr     bool   // whether ours rejects the traceparent
+		oursState   string // the tracestate ours keeps
+		specReasons string
+	}{
+		{
+			name: "unknown flag bits on version 00", h: hdrWB("traceparent", "00-"+ids+"-09"),
+			otelValid:   false,
+			specReasons: "level 2: flags other than sampled and random are treated as zero, not rejected",
+		},
+		{
+			name: "key starting with a digit", h: hdrWB("traceparent", "00-"+ids+"-01", "tracestate", "0abc=1"),
+			otelValid: true, otelState: "", oursState: "0abc=1",
+			specReasons: "level-2 key grammar [a-z0-9][a-z0-9_*/@-]{0,255}; otel uses level 1 (simple keys start with a-z)",
+		},
+		{
+			name: "empty value", h: hdrWB("traceparent", "00-"+ids+"-01", "tracestate", "a=,b=2"),
+			otelValid: true, otelState: "", oursState: "a=,b=2",
+			specReasons: "level 2 values are 0 to 256 characters; level 1 required at least one",
+		},
+		{
+			name: "two at signs in a key", h: hdrWB("traceparent", "00-"+ids+"-01", "tracestate", "a@b@c=1"),
+			otelValid: true, otelState: "", oursState: "a@b@c=1",
+			specReasons: "the level-2 key grammar allows '@' after the first character",
+		},
+		{
+			name: "multiple tracestate fields", h: hdrWB("traceparent", "00-"+ids+"-01", "tracestate", "a=1", "tracestate", "b=2"),
+			otelValid: true, otelState: "a=1", oursState: "a=1,b=2",
+			specReasons: "multiple tracestate fields are one list joined with ','; otel reads the first only",
+		},
+		{
+			name: "two traceparent fields", h: hdrWB("traceparent", "00-"+ids+"-01", "traceparent", "00-"+ids+"-00"),
+			otelValid: true, oursErr: true,
+			specReasons: "a request with two traceparent fields is invalid; otel reads the first",
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Log("spec:", tt.specReasons)
+			got, _ := otelW3C(tt.h)
+			if got.IsValid() != tt.otelValid || got.IsValid() && got.TraceState().String() != tt.otelState {
+				t.Errorf("otel now extracts valid=%v state %q: this difference changed", got.IsValid(), got.TraceState().String())
+			}
+			var sc SpanContext
+			err := (w3cCodec{}).Extract(tt.h, &sc)
+			if (err != nil) != tt.oursErr {
+				t.Fatalf("ours: error %v, want error %v", err, tt.oursErr)
+			}
+			if err == nil && sc.TraceState != tt.oursState {
+				t.Errorf("ours keeps tracestate %q, want %q", sc.TraceState, tt.oursState)
 			}
 		})
 	}
