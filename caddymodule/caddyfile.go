@@ -1,0 +1,279 @@
+package caddymodule
+
+import (
+	"strconv"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+)
+
+func init() {
+	httpcaddyfile.RegisterHandlerDirective("tracingproxy", parseCaddyfile)
+	// Wrap everything else in a route, Caddy's own tracing included, so the
+	// SERVER span times the whole hop.
+	httpcaddyfile.RegisterDirectiveOrder("tracingproxy", httpcaddyfile.Before, "tracing")
+}
+
+func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
+	var t Handler
+	err := t.UnmarshalCaddyfile(h.Dispenser)
+	return &t, err
+}
+
+// UnmarshalCaddyfile sets up the handler from Caddyfile tokens. Syntax:
+//
+//	tracingproxy {
+//		service_name <name>                  # default: tracingproxy
+//		instance     <name>                  # default: <hostname>@<ipv4>
+//		propagation {
+//			extract <format...>              # order = precedence; default: w3c b3
+//			inject  <format...>              # every format written upstream; default: w3c b3
+//		}
+//		sample_ratio <0..1>                  # for new traces; default 1
+//		response_headers [server_timing] [trace_id <header-name>]
+//		upstream_address <host:port>         # sw8 target address; default: last dialled upstream
+//		exporter zipkin <url> {
+//			batch_size     <n>               # default 512
+//			flush_interval <duration>        # default 1s
+//			queue_size     <n>               # default 8192
+//			queue_bytes    <n>               # default: no byte bound
+//			drop           oldest|newest     # default oldest
+//			timeout        <duration>        # per export attempt; default 5s
+//			max_retry_time <duration>        # default 60s
+//			flush_timeout  <duration>        # final flush on stop; default 5s
+//			compression    gzip|none         # default none
+//		}
+//		exporter skywalking <grpc://host:11800 | http://host:12800> {
+//			instance  <name>                 # default: the handler's instance
+//			token     <token>                # placeholders like {env.SW_TOKEN} work
+//			keepalive <duration>             # default 60s
+//			tls [ca <file>] [cert <file> key <file>] [server_name <name>] [insecure_skip_verify]
+//			batch_size / flush_interval / queue_size / queue_bytes / drop / timeout /
+//			max_retry_time / flush_timeout   # as for zipkin
+//		}
+//		exporter log                         # spans as JSON lines on the log (the default)
+//	}
+//
+// Formats: w3c, b3 (multi-header), b3single, sw8, sw6. Several exporter lines
+// may be given; each has its own queue.
+func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	d.Next() // directive name
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	for d.NextBlock(0) {
+		switch opt := d.Val(); opt {
+		case "service_name":
+			if err := oneArg(d, &h.ServiceName); err != nil {
+				return err
+			}
+		case "instance":
+			if err := oneArg(d, &h.Instance); err != nil {
+				return err
+			}
+		case "upstream_address":
+			if err := oneArg(d, &h.UpstreamAddress); err != nil {
+				return err
+			}
+		case "sample_ratio":
+			var s string
+			if err := oneArg(d, &s); err != nil {
+				return err
+			}
+			f, err := strconv.ParseFloat(s, 64)
+			if err != nil {
+				return d.Errf("sample_ratio must be a number between 0 and 1, got %q", s)
+			}
+			h.SampleRatio = &f
+		case "propagation":
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+			if h.Propagation == nil {
+				h.Propagation = new(Propagation)
+			}
+			for d.NextBlock(1) {
+				switch sub := d.Val(); sub {
+				case "extract":
+					h.Propagation.Extract = d.RemainingArgs()
+					if len(h.Propagation.Extract) == 0 {
+						return d.Errf("propagation extract needs at least one format")
+					}
+				case "inject":
+					h.Propagation.Inject = d.RemainingArgs()
+					if len(h.Propagation.Inject) == 0 {
+						return d.Errf("propagation inject needs at least one format")
+					}
+				default:
+					return d.Errf("unknown propagation option %q (allowed: extract, inject)", sub)
+				}
+			}
+		case "response_headers":
+			if h.ResponseHeaders == nil {
+				h.ResponseHeaders = new(ResponseHeaders)
+			}
+			args := d.RemainingArgs()
+			if len(args) == 0 {
+				return d.Errf("response_headers needs server_timing and/or trace_id <header-name>")
+			}
+			for i := 0; i < len(args); i++ {
+				switch args[i] {
+				case "server_timing":
+					h.ResponseHeaders.ServerTiming = true
+				case "trace_id":
+					if i+1 >= len(args) {
+						return d.Errf("response_headers trace_id needs a header name")
+					}
+					i++
+					h.ResponseHeaders.TraceID = args[i]
+				default:
+					return d.Errf("unknown response_headers value %q (allowed: server_timing, trace_id <header-name>)", args[i])
+				}
+			}
+		case "exporter":
+			ec, err := parseExporter(d)
+			if err != nil {
+				return err
+			}
+			h.Exporters = append(h.Exporters, ec)
+		default:
+			return d.Errf("unknown tracingproxy option %q (allowed: service_name, instance, propagation, sample_ratio, response_headers, upstream_address, exporter)", opt)
+		}
+	}
+	return nil
+}
+
+func parseExporter(d *caddyfile.Dispenser) (*ExporterConfig, error) {
+	ec := new(ExporterConfig)
+	if !d.NextArg() {
+		return nil, d.Errf("exporter needs a type: zipkin, skywalking or log")
+	}
+	ec.Type = d.Val()
+	switch ec.Type {
+	case exporterZipkin, exporterSkyWalking:
+		if !d.NextArg() {
+			return nil, d.Errf("exporter %s needs a url", ec.Type)
+		}
+		ec.URL = d.Val()
+	case exporterLog:
+	default:
+		return nil, d.Errf("exporter type must be one of zipkin, skywalking, log; got %q", ec.Type)
+	}
+	if d.NextArg() {
+		return nil, d.ArgErr()
+	}
+	for d.NextBlock(1) {
+		opt := d.Val()
+		var err error
+		switch opt {
+		case "batch_size":
+			err = intArg(d, &ec.BatchSize)
+		case "queue_size":
+			err = intArg(d, &ec.QueueSize)
+		case "queue_bytes":
+			err = intArg(d, &ec.QueueBytes)
+		case "flush_interval":
+			err = durationArg(d, &ec.FlushInterval)
+		case "timeout":
+			err = durationArg(d, &ec.Timeout)
+		case "max_retry_time":
+			err = durationArg(d, &ec.MaxRetryTime)
+		case "flush_timeout":
+			err = durationArg(d, &ec.FlushTimeout)
+		case "keepalive":
+			err = durationArg(d, &ec.KeepAlive)
+		case "drop":
+			err = oneArg(d, &ec.Drop)
+		case "compression":
+			err = oneArg(d, &ec.Compression)
+		case "instance":
+			err = oneArg(d, &ec.Instance)
+		case "token":
+			err = oneArg(d, &ec.Token)
+		case "tls":
+			ec.TLS, err = parseTLS(d)
+		default:
+			err = d.Errf("unknown exporter option %q (allowed: batch_size, flush_interval, queue_size, queue_bytes, drop, timeout, max_retry_time, flush_timeout, compression, instance, token, keepalive, tls)", opt)
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	return ec, nil
+}
+
+func parseTLS(d *caddyfile.Dispenser) (*TLSConfig, error) {
+	t := new(TLSConfig)
+	args := d.RemainingArgs()
+	for i := 0; i < len(args); i++ {
+		key := args[i]
+		if key == "insecure_skip_verify" {
+			t.InsecureSkipVerify = true
+			continue
+		}
+		if i+1 >= len(args) {
+			return nil, d.Errf("tls %s needs a value", key)
+		}
+		i++
+		switch key {
+		case "ca":
+			t.CA = args[i]
+		case "cert":
+			t.Cert = args[i]
+		case "key":
+			t.Key = args[i]
+		case "server_name":
+			t.ServerName = args[i]
+		default:
+			return nil, d.Errf("unknown tls option %q (allowed: ca, cert, key, server_name, insecure_skip_verify)", key)
+		}
+	}
+	return t, nil
+}
+
+func oneArg(d *caddyfile.Dispenser, dst *string) error {
+	if !d.NextArg() {
+		return d.ArgErr()
+	}
+	*dst = d.Val()
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	return nil
+}
+
+func intArg(d *caddyfile.Dispenser, dst *int) error {
+	opt := d.Val()
+	var s string
+	if err := oneArg(d, &s); err != nil {
+		return err
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil {
+		return d.Errf("%s must be an integer, got %q", opt, s)
+	}
+	if n < 0 {
+		return d.Errf("%s must not be negative, got %d", opt, n)
+	}
+	*dst = n
+	return nil
+}
+
+func durationArg(d *caddyfile.Dispenser, dst *caddy.Duration) error {
+	opt := d.Val()
+	var s string
+	if err := oneArg(d, &s); err != nil {
+		return err
+	}
+	v, err := caddy.ParseDuration(s)
+	if err != nil {
+		return d.Errf("%s must be a duration such as 500ms or 5s, got %q", opt, s)
+	}
+	if v < 0 {
+		return d.Errf("%s must not be negative, got %s", opt, s)
+	}
+	*dst = caddy.Duration(v)
+	return nil
+}

@@ -1,0 +1,204 @@
+package caddymodule
+
+import (
+	"fmt"
+	"net/url"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"go.uber.org/zap"
+
+	"github.com/tracingproxy/tracingproxy/exporter"
+	"github.com/tracingproxy/tracingproxy/exporter/skywalking"
+	"github.com/tracingproxy/tracingproxy/exporter/zipkin"
+)
+
+// Exporter types.
+const (
+	exporterZipkin     = "zipkin"
+	exporterSkyWalking = "skywalking"
+	exporterLog        = "log"
+)
+
+// ExporterConfig configures one exporter and its queue.
+type ExporterConfig struct {
+	// Type is zipkin, skywalking or log.
+	Type string `json:"type"`
+	// URL is the backend: for zipkin the spans endpoint, e.g.
+	// http://127.0.0.1:9411/api/v2/spans; for skywalking
+	// grpc://host:11800 or http://host:12800.
+	URL string `json:"url,omitempty"`
+
+	// BatchSize is the most records sent in one export. Default: 512.
+	BatchSize int `json:"batch_size,omitempty"`
+	// FlushInterval is the longest a record waits for a batch. Default: 1s.
+	FlushInterval caddy.Duration `json:"flush_interval,omitempty"`
+	// QueueSize bounds the records waiting to be exported; beyond it
+	// records are dropped and counted. Default: 8192.
+	QueueSize int `json:"queue_size,omitempty"`
+	// QueueBytes bounds the estimated bytes waiting. Default: no bound
+	// beyond queue_size.
+	QueueBytes int `json:"queue_bytes,omitempty"`
+	// Drop chooses what a full queue drops: oldest (default) or newest.
+	Drop string `json:"drop,omitempty"`
+	// Timeout bounds one export attempt. Default: 5s.
+	Timeout caddy.Duration `json:"timeout,omitempty"`
+	// MaxRetryTime bounds the time spent retrying one batch. Default: 60s.
+	MaxRetryTime caddy.Duration `json:"max_retry_time,omitempty"`
+	// FlushTimeout bounds the final flush when the exporter is stopped.
+	// Default: 5s.
+	FlushTimeout caddy.Duration `json:"flush_timeout,omitempty"`
+	// Compression is gzip or none (default) for HTTP exporters.
+	Compression string `json:"compression,omitempty"`
+
+	// Instance names this proxy instance in SkyWalking; default: the
+	// handler's instance.
+	Instance string `json:"instance,omitempty"`
+	// Token is sent to SkyWalking as the Authentication metadata.
+	// Placeholders such as {env.SW_TOKEN} are replaced at load time.
+	Token string `json:"token,omitempty"`
+	// KeepAlive is the SkyWalking instance heartbeat interval. Default: 60s.
+	KeepAlive caddy.Duration `json:"keepalive,omitempty"`
+	// TLS configures TLS to the backend.
+	TLS *TLSConfig `json:"tls,omitempty"`
+}
+
+// TLSConfig configures TLS from an exporter to its backend.
+type TLSConfig struct {
+	// CA is a PEM file of roots to trust instead of the system's.
+	CA string `json:"ca,omitempty"`
+	// Cert and Key are PEM files of a client certificate.
+	Cert string `json:"cert,omitempty"`
+	Key  string `json:"key,omitempty"`
+	// ServerName overrides the name verified in the server's certificate.
+	ServerName string `json:"server_name,omitempty"`
+	// InsecureSkipVerify disables verification of the server's certificate.
+	InsecureSkipVerify bool `json:"insecure_skip_verify,omitempty"`
+}
+
+const defaultFlushTimeout = 5 * time.Second
+
+// validate checks the exporter's configuration, naming the option at fault.
+func (ec *ExporterConfig) validate() error {
+	switch ec.Type {
+	case exporterZipkin:
+		if err := checkHTTPURL(ec.URL); err != nil {
+			return fmt.Errorf("exporter zipkin: %w", err)
+		}
+	case exporterSkyWalking:
+		u, err := url.Parse(ec.URL)
+		if err != nil || u.Host == "" || (u.Scheme != "grpc" && u.Scheme != "grpcs" && u.Scheme != "http" && u.Scheme != "https") {
+			return fmt.Errorf("exporter skywalking: url must be grpc://host:port or http(s)://host:port, got %q", ec.URL)
+		}
+	case exporterLog:
+		if ec.URL != "" {
+			return fmt.Errorf("exporter log takes no url, got %q", ec.URL)
+		}
+	default:
+		return fmt.Errorf("exporter type must be one of zipkin, skywalking, log; got %q", ec.Type)
+	}
+	qc := ec.queueConfig()
+	if err := qc.Validate(); err != nil {
+		return fmt.Errorf("exporter %s: %w", ec.Type, err)
+	}
+	switch {
+	case ec.MaxRetryTime < 0:
+		return fmt.Errorf("exporter %s: max_retry_time must not be negative, got %s", ec.Type, time.Duration(ec.MaxRetryTime))
+	case ec.FlushTimeout < 0:
+		return fmt.Errorf("exporter %s: flush_timeout must not be negative, got %s", ec.Type, time.Duration(ec.FlushTimeout))
+	case ec.KeepAlive < 0:
+		return fmt.Errorf("exporter %s: keepalive must not be negative, got %s", ec.Type, time.Duration(ec.KeepAlive))
+	case ec.Compression != "" && ec.Compression != "gzip" && ec.Compression != "none":
+		return fmt.Errorf("exporter %s: compression must be gzip or none, got %q", ec.Type, ec.Compression)
+	}
+	if ec.Type != exporterSkyWalking && (ec.Token != "" || ec.KeepAlive != 0 || ec.Instance != "") {
+		return fmt.Errorf("exporter %s: instance, token and keepalive are SkyWalking options", ec.Type)
+	}
+	if t := ec.TLS; t != nil && (t.Cert == "") != (t.Key == "") {
+		return fmt.Errorf("exporter %s: tls cert and key must be given together", ec.Type)
+	}
+	return nil
+}
+
+func checkHTTPURL(s string) error {
+	u, err := url.Parse(s)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return fmt.Errorf("url must be an absolute http(s) URL, got %q", s)
+	}
+	return nil
+}
+
+func (ec *ExporterConfig) queueConfig() exporter.QueueConfig {
+	return exporter.QueueConfig{
+		Size:          ec.QueueSize,
+		Bytes:         ec.QueueBytes,
+		Drop:          ec.Drop,
+		BatchSize:     ec.BatchSize,
+		FlushInterval: time.Duration(ec.FlushInterval),
+		Timeout:       time.Duration(ec.Timeout),
+		MaxRetryTime:  time.Duration(ec.MaxRetryTime),
+	}
+}
+
+func (ec *ExporterConfig) flushTimeout() time.Duration {
+	if ec.FlushTimeout > 0 {
+		return time.Duration(ec.FlushTimeout)
+	}
+	return defaultFlushTimeout
+}
+
+func (ec *ExporterConfig) instance(h *Handler) string {
+	if ec.Instance != "" {
+		return ec.Instance
+	}
+	return h.Instance
+}
+
+// displayName names the exporter in logs and metrics: its type and target.
+func (ec *ExporterConfig) displayName() string {
+	if ec.URL == "" {
+		return ec.Type
+	}
+	return ec.Type + " " + ec.URL
+}
+
+// newExporter builds the exporter; placeholders in the token are replaced
+// now, at load time.
+func (ec *ExporterConfig) newExporter(h *Handler) (exporter.Exporter, error) {
+	repl := caddy.NewReplacer()
+	switch ec.Type {
+	case exporterZipkin:
+		return zipkin.New(zipkin.Config{
+			URL:  ec.URL,
+			Gzip: ec.Compression == "gzip",
+		})
+	case exporterSkyWalking:
+		cfg := skywalking.Config{
+			Address:   ec.URL,
+			Service:   h.ServiceName,
+			Instance:  ec.instance(h),
+			Token:     repl.ReplaceAll(ec.Token, ""),
+			KeepAlive: time.Duration(ec.KeepAlive),
+			Version:   Version,
+			OnError: func(err error) {
+				backgroundLogger().Warn("skywalking", zap.String("exporter", ec.displayName()), zap.Error(err))
+			},
+		}
+		if t := ec.TLS; t != nil {
+			cfg.TLS = &skywalking.TLSConfig{CA: t.CA, Cert: t.Cert, Key: t.Key, ServerName: t.ServerName, InsecureSkipVerify: t.InsecureSkipVerify}
+		}
+		return skywalking.New(cfg)
+	default:
+		logger := backgroundLogger().Named("spans")
+		return zipkin.NewLog(func(line []byte) {
+			logger.Info("span", zap.Any("span", rawJSON(line)))
+		}), nil
+	}
+}
+
+// rawJSON is a JSON document logged as itself, not as a string.
+type rawJSON []byte
+
+// MarshalJSON returns the document.
+func (r rawJSON) MarshalJSON() ([]byte, error) { return r, nil }
+

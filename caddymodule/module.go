@@ -1,0 +1,236 @@
+package caddymodule
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"strings"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"go.uber.org/zap"
+
+	"github.com/tracingproxy/tracingproxy/headers"
+	"github.com/tracingproxy/tracingproxy/sampler"
+)
+
+func init() {
+	caddy.RegisterModule(Handler{})
+}
+
+// Version is tracingproxy's version, reported to backends that ask for it
+// (SkyWalking instance properties). Release builds set it with -ldflags.
+var Version = "0.1.0-dev"
+
+// Handler traces the requests that pass through it: it reads or starts the
+// trace context, records a SERVER span for the hop into the proxy and a CLIENT
+// span for the call to the upstream, passes the context on to the upstream and
+// back to the client, and exports the spans. Tracing never fails, blocks or
+// changes a request: bad trace headers start a new trace, and exporters work
+// off the request path on bounded queues.
+type Handler struct {
+	// ServiceName names the proxied service in the tracing backend.
+	// Default: tracingproxy.
+	ServiceName string `json:"service_name,omitempty"`
+
+	// Instance names this proxy instance (SkyWalking service instance).
+	// Default: <hostname>@<first non-loopback IPv4>.
+	Instance string `json:"instance,omitempty"`
+
+	// Propagation chooses the header formats read and written.
+	Propagation *Propagation `json:"propagation,omitempty"`
+
+	// SampleRatio is the fraction of new traces that are sampled, in [0,1];
+	// callers' decisions are followed. Default: 1.
+	SampleRatio *float64 `json:"sample_ratio,omitempty"`
+
+	// ResponseHeaders chooses what the client is told about its trace.
+	// Default: nothing.
+	ResponseHeaders *ResponseHeaders `json:"response_headers,omitempty"`
+
+	// UpstreamAddress is the upstream address written into the sw8 header
+	// (the address SkyWalking links the next service by). Default: the
+	// address reverse_proxy last dialled for this handler, or the request's
+	// Host before the first dial.
+	UpstreamAddress string `json:"upstream_address,omitempty"`
+
+	// Exporters send the spans to tracing backends; each has its own queue.
+	// Default: one log exporter.
+	Exporters []*ExporterConfig `json:"exporters,omitempty"`
+
+	prop     *headers.Propagator
+	sampler  sampler.Sampler
+	segments bool // SkyWalking segment ids are needed
+	queues   []*pooledQueue
+	logger   *zap.Logger
+	metrics  *metrics
+	state    *handlerState
+}
+
+// Propagation selects the trace header formats.
+type Propagation struct {
+	// Extract lists the formats read from the request, in order of
+	// precedence: the first valid one wins. Default: w3c b3.
+	Extract []string `json:"extract,omitempty"`
+	// Inject lists the formats written to the upstream. Default: w3c b3.
+	Inject []string `json:"inject,omitempty"`
+}
+
+// ResponseHeaders selects the trace headers set on the response.
+type ResponseHeaders struct {
+	// ServerTiming writes Server-Timing: trace;desc=00-<trace-id>-<span-id>-<flags>
+	// (W3C Trace Context level 3 draft), naming the SERVER span.
+	ServerTiming bool `json:"server_timing,omitempty"`
+	// TraceID names a header that receives the 32-hex trace id, e.g.
+	// X-Trace-Id.
+	TraceID string `json:"trace_id,omitempty"`
+}
+
+// CaddyModule returns the Caddy module information.
+func (Handler) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "http.handlers.tracingproxy",
+		New: func() caddy.Module { return new(Handler) },
+	}
+}
+
+// Default option values.
+const (
+	defaultServiceName = "tracingproxy"
+)
+
+var (
+	defaultExtract = []string{"w3c", "b3"}
+	defaultInject  = []string{"w3c", "b3"}
+)
+
+// Provision sets defaults and builds the propagator, sampler and exporter
+// queues.
+func (h *Handler) Provision(ctx caddy.Context) error {
+	h.logger = ctx.Logger()
+	if h.ServiceName == "" {
+		h.ServiceName = defaultServiceName
+	}
+	if h.Instance == "" {
+		h.Instance = defaultInstance()
+	}
+	extract, inject := defaultExtract, defaultInject
+	if h.Propagation != nil {
+		if len(h.Propagation.Extract) > 0 {
+			extract = h.Propagation.Extract
+		}
+		if len(h.Propagation.Inject) > 0 {
+			inject = h.Propagation.Inject
+		}
+	}
+	ex, err := headers.Codecs(extract)
+	if err != nil {
+		return fmt.Errorf("propagation extract: %w", err)
+	}
+	in, err := headers.Codecs(inject)
+	if err != nil {
+		return fmt.Errorf("propagation inject: %w", err)
+	}
+	h.prop = headers.NewPropagator(ex, in)
+	for _, f := range h.prop.InjectFormats() {
+		if f == headers.FormatSW8 || f == headers.FormatSW6 {
+			h.segments = true
+		}
+	}
+
+	ratio := 1.0
+	if h.SampleRatio != nil {
+		ratio = *h.SampleRatio
+	}
+	h.sampler = sampler.ParentBased(sampler.Ratio(ratio))
+
+	if len(h.Exporters) == 0 {
+		h.Exporters = []*ExporterConfig{{Type: exporterLog}}
+	}
+	h.metrics = registerMetrics(ctx)
+	h.state = new(handlerState)
+	for _, ec := range h.Exporters {
+		if err := ec.validate(); err != nil {
+			return err
+		}
+		if ec.Type == exporterSkyWalking {
+			h.segments = true
+		}
+		pq, err := acquireQueue(ec, h)
+		if err != nil {
+			return err
+		}
+		h.queues = append(h.queues, pq)
+	}
+	return nil
+}
+
+// Validate checks the configuration; errors name the option at fault.
+func (h *Handler) Validate() error {
+	if h.SampleRatio != nil && (*h.SampleRatio < 0 || *h.SampleRatio > 1) {
+		return fmt.Errorf("sample_ratio must be between 0 and 1, got %g", *h.SampleRatio)
+	}
+	if rh := h.ResponseHeaders; rh != nil && rh.TraceID != "" && !validHeaderName(rh.TraceID) {
+		return fmt.Errorf("response_headers trace_id: %q is not a valid header name", rh.TraceID)
+	}
+	return nil
+}
+
+// Cleanup releases this handler's hold on its exporter queues; the last
+// holder flushes and stops them. It copes with a half-provisioned handler.
+func (h *Handler) Cleanup() error {
+	var errs []error
+	for _, pq := range h.queues {
+		if err := pq.release(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	h.queues = nil
+	return errors.Join(errs...)
+}
+
+// ServeHTTP implements caddyhttp.MiddlewareHandler.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
+	return h.serve(w, r, next)
+}
+
+// defaultInstance is <hostname>@<first non-loopback IPv4>, as SkyWalking
+// agents name instances.
+func defaultInstance() string {
+	host, err := os.Hostname()
+	if err != nil || host == "" {
+		host = "localhost"
+	}
+	if ip := firstIPv4(); ip != "" {
+		return host + "@" + ip
+	}
+	return host
+}
+
+// validHeaderName reports whether s is an RFC 9110 token.
+func validHeaderName(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' {
+			continue
+		}
+		if !strings.ContainsRune("!#$%&'*+-.^_`|~", rune(c)) {
+			return false
+		}
+	}
+	return true
+}
+
+// Interface guards.
+var (
+	_ caddy.Provisioner           = (*Handler)(nil)
+	_ caddy.Validator             = (*Handler)(nil)
+	_ caddy.CleanerUpper          = (*Handler)(nil)
+	_ caddyhttp.MiddlewareHandler = (*Handler)(nil)
+	_ caddyfile.Unmarshaler       = (*Handler)(nil)
+)

@@ -1,0 +1,140 @@
+package caddymodule
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"go.uber.org/zap"
+
+	"github.com/tracingproxy/tracingproxy/exporter"
+)
+
+// queuePool holds the exporter queues of every loaded configuration, keyed
+// by exporter configuration, so that a reload that keeps an exporter keeps
+// its queue, its worker and what it holds.
+var queuePool = caddy.NewUsagePool()
+
+// pooledQueue is one exporter's queue in the pool.
+type pooledQueue struct {
+	key          string
+	name         string // exporter type and target, for logs and metrics
+	q            *exporter.Queue
+	flushTimeout time.Duration
+	stats        *exportStats
+}
+
+// Destruct flushes the queue within flush_timeout and stops its worker. The
+// pool calls it when the last configuration using the queue is unloaded.
+func (p *pooledQueue) Destruct() error {
+	ctx, cancel := context.WithTimeout(context.Background(), p.flushTimeout)
+	defer cancel()
+	if err := p.q.Shutdown(ctx); err != nil {
+		return fmt.Errorf("exporter %s: flushing on shutdown: %w", p.name, err)
+	}
+	return nil
+}
+
+// release drops this holder's reference; the last one destructs the queue.
+func (p *pooledQueue) release() error {
+	_, err := queuePool.Delete(p.key)
+	return err
+}
+
+// backgroundLogger is the logger of pooled queues. They outlive the
+// configuration that created them, so they log through Caddy's default logger
+// rather than a configuration's.
+func backgroundLogger() *zap.Logger { return caddy.Log().Named("http.handlers.tracingproxy") }
+
+// acquireQueue returns the pooled queue for ec, creating it on first use.
+func acquireQueue(ec *ExporterConfig, h *Handler) (*pooledQueue, error) {
+	key, err := ec.poolKey(h)
+	if err != nil {
+		return nil, err
+	}
+	v, _, err := queuePool.LoadOrNew(key, func() (caddy.Destructor, error) {
+		exp, err := ec.newExporter(h)
+		if err != nil {
+			return nil, err
+		}
+		name := ec.displayName()
+		stats := newExportStats(name)
+		logger := backgroundLogger().With(zap.String("exporter", name))
+		qc := ec.queueConfig()
+		dl := &dropLogger{logger: logger, every: time.Minute}
+		qc.OnError = func(err error) {
+			if c := logger.Check(zap.DebugLevel, "export attempt failed"); c != nil {
+				c.Write(zap.Error(err))
+			}
+			dl.noteError(err)
+		}
+		qc.OnDrop = func(reason string, records, spans int) {
+			dl.note(reason, records, spans)
+		}
+		qc.OnExport = stats.observe
+		q := exporter.NewQueue(exp, qc)
+		stats.queue = q
+		return &pooledQueue{key: key, name: name, q: q, flushTimeout: ec.flushTimeout(), stats: stats}, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return v.(*pooledQueue), nil
+}
+
+// poolKey identifies an exporter by everything that configures it, plus the
+// identity it reports (SkyWalking registers a service instance).
+func (ec *ExporterConfig) poolKey(h *Handler) (string, error) {
+	b, err := json.Marshal(ec)
+	if err != nil {
+		return "", err
+	}
+	key := string(b)
+	if ec.Type == exporterSkyWalking {
+		key += "|" + h.ServiceName + "|" + ec.instance(h)
+	}
+	return key, nil
+}
+
+// dropLogger logs drops at warning level at most once per interval, saying
+// how many records were dropped since the last line and why.
+type dropLogger struct {
+	logger  *zap.Logger
+	every   time.Duration
+	mu      sync.Mutex
+	last    time.Time
+	pending map[string]int
+	lastErr error
+}
+
+func (d *dropLogger) note(reason string, records, spans int) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.pending == nil {
+		d.pending = make(map[string]int)
+	}
+	d.pending[reason] += records
+	t := time.Now()
+	if !d.last.IsZero() && t.Sub(d.last) < d.every {
+		return
+	}
+	d.last = t
+	fields := make([]zap.Field, 0, len(d.pending)+1)
+	for r, n := range d.pending {
+		fields = append(fields, zap.Int("dropped_"+r, n))
+	}
+	if d.lastErr != nil {
+		fields = append(fields, zap.NamedError("last_error", d.lastErr))
+	}
+	d.pending = nil
+	d.logger.Warn("dropped trace records", fields...)
+}
+
+func (d *dropLogger) noteError(err error) {
+	d.mu.Lock()
+	d.lastErr = err
+	d.mu.Unlock()
+}

@@ -1,0 +1,365 @@
+package caddymodule
+
+import (
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"sync/atomic"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+
+	"github.com/tracingproxy/tracingproxy/exporter"
+	"github.com/tracingproxy/tracingproxy/headers"
+	"github.com/tracingproxy/tracingproxy/sampler"
+)
+
+// now is the clock of the request path; tests replace it.
+var now = time.Now
+
+// handlerState is what a handler learns while it serves.
+type handlerState struct {
+	// lastUpstream is the upstream address reverse_proxy last dialled, used
+	// as the sw8 target address when upstream_address is not configured.
+	lastUpstream atomic.Pointer[string]
+}
+
+// Placeholders that reverse_proxy sets while it proxies.
+const (
+	phUpstreamHostport = "http.reverse_proxy.upstream.hostport"
+	phUpstreamDuration = "http.reverse_proxy.upstream.duration"
+	phUpstreamStatus   = "http.reverse_proxy.status_code"
+)
+
+// serve is the request flow of DESIGN.md: extract, sample, inject, call next,
+// record.
+func (h *Handler) serve(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
+	start := now()
+	in := h.prop.Extract(r.Header)
+	if in.Malformed != 0 {
+		h.metrics.countMalformed(in.Malformed)
+		if c := h.logger.Check(zapcore.DebugLevel, "ignoring malformed trace header"); c != nil {
+			c.Write(zap.Stringer("formats", in.Malformed), zap.Error(in.Err))
+		}
+	}
+
+	var t hop
+	t.init(h, &in, r)
+	h.metrics.countDecision(t.decision)
+
+	// Replace the caller's trace headers with the context of our CLIENT
+	// span; reverse_proxy copies the request headers upstream.
+	h.prop.Clear(r.Header)
+	var wr headers.Writer
+	h.prop.Inject(&t.out, &wr)
+	wr.Apply(r.Header)
+
+	h.setResponseHeaders(w, &t)
+	h.annotate(r, &t)
+
+	if !t.decision.Sample {
+		return next.ServeHTTP(w, r)
+	}
+
+	sr := &statusRecorder{ResponseWriterWrapper: caddyhttp.ResponseWriterWrapper{ResponseWriter: w}}
+	callStart := now()
+	err := next.ServeHTTP(sr, r)
+	end := now()
+
+	rec := h.record(r, &t, sr, err, start, callStart, end)
+	for _, q := range h.queues {
+		q.q.Enqueue(rec)
+	}
+	return err
+}
+
+// hop is the trace state of one request.
+type hop struct {
+	in         *headers.Result
+	continuing bool // the caller's trace is continued
+	decision   sampler.Decision
+	serverID   headers.SpanID
+	out        headers.SpanContext // what the upstream continues: our CLIENT span
+	swTraceID  string              // the SkyWalking trace id string, when segments are on
+}
+
+func (t *hop) init(h *Handler, in *headers.Result, r *http.Request) {
+	t.in = in
+	t.continuing = in.Format != headers.FormatNone && in.HasIDs()
+	o := &t.out
+	if t.continuing {
+		o.TraceID = in.TraceID
+		o.TraceID64 = in.TraceID64
+		o.Random = in.Random
+		o.TraceState = in.TraceState
+	} else {
+		o.TraceID = headers.NewTraceID()
+		o.Random = true
+	}
+	p := sampler.Params{TraceID: o.TraceID, HasParent: t.continuing, Request: r}
+	if in.Format != headers.FormatNone {
+		p.Parent = in.Sampling
+	}
+	t.decision = h.sampler.ShouldSample(&p)
+	switch {
+	case t.decision.Sample && p.Parent == headers.SamplingDebug:
+		o.Sampling = headers.SamplingDebug
+	case t.decision.Sample:
+		o.Sampling = headers.SamplingAccept
+	default:
+		o.Sampling = headers.SamplingDeny
+	}
+	t.serverID = headers.NewSpanID()
+	o.SpanID = headers.NewSpanID()
+	o.ParentID = t.serverID
+	if h.segments {
+		if t.continuing && in.SW.TraceID != "" {
+			t.swTraceID = in.SW.TraceID
+		} else {
+			t.swTraceID = o.TraceID.String()
+		}
+		o.SW = headers.SkyWalking{
+			TraceID:   t.swTraceID,
+			SegmentID: newSegmentID(),
+			SpanID:    1,
+			Service:   h.ServiceName,
+			Instance:  h.Instance,
+			Endpoint:  operationName(r),
+			Address:   h.upstreamAddress(r),
+		}
+	}
+}
+
+// newSegmentID returns a fresh SkyWalking segment id: 32 random hex digits.
+func newSegmentID() string { return headers.NewTraceID().String() }
+
+// operationName names the hop: "<METHOD> <path>", without the query.
+func operationName(r *http.Request) string {
+	return r.Method + " " + r.URL.Path
+}
+
+func (h *Handler) upstreamAddress(r *http.Request) string {
+	if h.UpstreamAddress != "" {
+		return h.UpstreamAddress
+	}
+	if p := h.state.lastUpstream.Load(); p != nil {
+		return *p
+	}
+	return r.Host
+}
+
+// setResponseHeaders tells the client which trace it belongs to. It runs
+// before next so the headers are there whatever the upstream does.
+func (h *Handler) setResponseHeaders(w http.ResponseWriter, t *hop) {
+	rh := h.ResponseHeaders
+	if rh == nil {
+		return
+	}
+	hdr := w.Header()
+	if rh.ServerTiming {
+		// trace;desc=00-<32 hex>-<16 hex>-<2 hex>
+		var b [len("trace;desc=") + 55]byte
+		buf := append(b[:0], "trace;desc=00-"...)
+		buf = t.out.TraceID.AppendHex(buf)
+		buf = append(buf, '-')
+		buf = t.serverID.AppendHex(buf)
+		flags := byte(0)
+		if t.out.Sampling.Sampled() {
+			flags |= 0x01
+		}
+		if t.out.Random && !t.out.TraceID64 {
+			flags |= 0x02
+		}
+		buf = append(buf, '-', '0', "0123456789abcdef"[flags])
+		hdr.Add("Server-Timing", string(buf))
+	}
+	if rh.TraceID != "" {
+		hdr.Set(rh.TraceID, t.out.TraceID.String())
+	}
+}
+
+// annotate exposes the ids as {http.vars.trace_id}, {http.vars.span_id} and
+// in the access log.
+func (h *Handler) annotate(r *http.Request, t *hop) {
+	traceID, spanID := t.out.TraceID.String(), t.serverID.String()
+	ctx := r.Context()
+	caddyhttp.SetVar(ctx, "trace_id", traceID)
+	caddyhttp.SetVar(ctx, "span_id", spanID)
+	if extra, ok := ctx.Value(caddyhttp.ExtraLogFieldsCtxKey).(*caddyhttp.ExtraLogFields); ok {
+		extra.Add(zap.String("trace_id", traceID))
+		extra.Add(zap.String("span_id", spanID))
+	}
+}
+
+// recordBuf holds a record with room for its spans and tags, so a sampled
+// request allocates them at once.
+type recordBuf struct {
+	rec     exporter.Record
+	clients [1]exporter.Span
+	tags    [5]exporter.Tag
+}
+
+// record builds the exporter record of a finished request.
+func (h *Handler) record(r *http.Request, t *hop, sr *statusRecorder, err error, start, callStart, end time.Time) *exporter.Record {
+	b := new(recordBuf)
+	rec := &b.rec
+	rec.Service = h.ServiceName
+	rec.Instance = h.Instance
+	rec.TraceID = t.out.TraceID
+	rec.TraceID64 = t.out.TraceID64
+	rec.Debug = t.out.Sampling == headers.SamplingDebug
+	rec.SamplingReason = string(t.decision.Reason)
+	rec.SegmentID = t.out.SW.SegmentID
+	rec.SWTraceID = t.swTraceID
+	if t.continuing && t.in.SW.SegmentID != "" {
+		rec.Parent = t.in.SW
+	}
+
+	status := sr.status
+	var errText string
+	if err != nil {
+		errText = err.Error()
+		var he caddyhttp.HandlerError
+		if errors.As(err, &he) && he.StatusCode != 0 {
+			status = he.StatusCode
+		} else {
+			status = http.StatusInternalServerError
+		}
+	} else if status == 0 {
+		status = http.StatusOK
+	}
+	if errText == "" && status >= 500 {
+		errText = http.StatusText(status)
+	}
+
+	name := operationName(r)
+	path := r.URL.Path
+	b.tags[0] = exporter.Tag{Key: "http.method", Value: r.Method}
+	b.tags[1] = exporter.Tag{Key: "http.path", Value: path}
+	b.tags[2] = exporter.Tag{Key: "http.host", Value: r.Host}
+	rec.Server = exporter.Span{
+		Kind:     exporter.KindServer,
+		ID:       t.serverID,
+		Name:     name,
+		Start:    start,
+		Duration: end.Sub(start),
+		Status:   status,
+		Error:    errText,
+		Peer:     clientAddress(r),
+		Tags:     b.tags[0:3:3],
+	}
+	if t.continuing {
+		rec.Server.ParentID = t.in.SpanID
+	}
+	if t.in.Conflict != headers.FormatNone {
+		b.tags[3] = exporter.Tag{Key: "tracingproxy.conflict", Value: t.in.Conflict.String() + ":" + t.in.ConflictTraceID.String()}
+		rec.Server.Tags = b.tags[0:4:4]
+	}
+
+	repl, _ := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
+	if repl == nil {
+		return rec
+	}
+	upstream, _ := repl.GetString(phUpstreamHostport)
+	if upstream == "" {
+		return rec // no upstream was called
+	}
+	if h.UpstreamAddress == "" {
+		if p := h.state.lastUpstream.Load(); p == nil || *p != upstream {
+			h.state.lastUpstream.Store(&upstream)
+		}
+	}
+	cs := exporter.Span{
+		Kind:     exporter.KindClient,
+		ID:       t.out.SpanID,
+		ParentID: t.serverID,
+		Name:     name,
+		Start:    callStart,
+		Duration: end.Sub(callStart),
+		Status:   status,
+		Error:    errText,
+		Peer:     upstream,
+		Tags:     b.tags[0:2:2],
+	}
+	if v, ok := repl.Get(phUpstreamDuration); ok {
+		if d, ok := v.(time.Duration); ok && d > 0 && d <= end.Sub(callStart) {
+			cs.Start = end.Add(-d)
+			cs.Duration = d
+		}
+	}
+	if v, ok := repl.Get(phUpstreamStatus); ok {
+		if code, ok := v.(int); ok {
+			cs.Status = code
+			if code < 500 && err == nil {
+				cs.Error = ""
+			}
+		}
+	}
+	b.clients[0] = cs
+	rec.Clients = b.clients[:1]
+	return rec
+}
+
+// clientAddress is the client's address as Caddy sees it (honouring
+// trusted_proxies) with the connection's port.
+func clientAddress(r *http.Request) string {
+	host, port, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	if ip, ok := caddyhttp.GetVar(r.Context(), caddyhttp.ClientIPVarKey).(string); ok && ip != "" && ip != host {
+		return net.JoinHostPort(ip, "0")
+	}
+	return net.JoinHostPort(host, port)
+}
+
+// statusRecorder remembers the status code a response was sent with.
+type statusRecorder struct {
+	caddyhttp.ResponseWriterWrapper
+	status int
+}
+
+// WriteHeader records the first final status.
+func (s *statusRecorder) WriteHeader(code int) {
+	if s.status == 0 && code >= 200 {
+		s.status = code
+	}
+	s.ResponseWriterWrapper.WriteHeader(code)
+}
+
+// Write records an implicit 200.
+func (s *statusRecorder) Write(p []byte) (int, error) {
+	if s.status == 0 {
+		s.status = http.StatusOK
+	}
+	return s.ResponseWriterWrapper.Write(p)
+}
+
+// ReadFrom records an implicit 200.
+func (s *statusRecorder) ReadFrom(src io.Reader) (int64, error) {
+	if s.status == 0 {
+		s.status = http.StatusOK
+	}
+	return s.ResponseWriterWrapper.ReadFrom(src)
+}
+
+// firstIPv4 returns the first non-loopback IPv4 address of the host.
+func firstIPv4() string {
+	addrs, err := net.InterfaceAddrs()
+	if err != nil {
+		return ""
+	}
+	for _, a := range addrs {
+		if n, ok := a.(*net.IPNet); ok && !n.IP.IsLoopback() {
+			if v4 := n.IP.To4(); v4 != nil {
+				return v4.String()
+			}
+		}
+	}
+	return ""
+}
+

@@ -1,0 +1,182 @@
+package main
+
+import (
+	"fmt"
+	"net"
+	"net/url"
+	"strconv"
+	"strings"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	caddycmd "github.com/caddyserver/caddy/v2/cmd"
+	"github.com/spf13/cobra"
+	"go.uber.org/zap"
+)
+
+func init() {
+	caddycmd.RegisterCommand(caddycmd.Command{
+		Name:  "proxy",
+		Usage: "--from <addr> --to <upstream> [--service <name>] [--zipkin <url>] [--skywalking <url>] [--sample <0..1>] [--extract w3c,b3] [--inject w3c,b3] [--response-headers] [--admin <addr>] [--print-config] [--debug]",
+		Short: "Trace an HTTP service without touching it",
+		Long: `
+Serves plain HTTP on --from and proxies every request to --to, tracing each
+hop: it continues the caller's trace (W3C, B3, ...) or starts one, records a
+SERVER and a CLIENT span, passes the context on to the upstream, and exports
+the spans to Zipkin (--zipkin) or SkyWalking (--skywalking). With neither,
+spans are written to the log on stderr.
+
+No automatic HTTPS; no admin endpoint unless --admin is given. --print-config
+prints the equivalent Caddyfile and exits: a starting point for a real
+deployment.
+`,
+		CobraFunc: func(cmd *cobra.Command) {
+			cmd.Flags().String("from", ":8080", "Address to serve plain HTTP on")
+			cmd.Flags().String("to", "", "Upstream address (host:port or http(s)://host:port)")
+			cmd.Flags().String("service", "", "Service name in the tracing backend (default tracingproxy)")
+			cmd.Flags().String("zipkin", "", "Zipkin spans endpoint, e.g. http://127.0.0.1:9411/api/v2/spans")
+			cmd.Flags().String("skywalking", "", "SkyWalking OAP address: grpc://host:11800 or http://host:12800")
+			cmd.Flags().String("sample", "", "Fraction of new traces to sample, 0..1 (default 1)")
+			cmd.Flags().String("extract", "", "Formats read, in precedence order, comma-separated (default w3c,b3)")
+			cmd.Flags().String("inject", "", "Formats written upstream, comma-separated (default w3c,b3)")
+			cmd.Flags().Bool("response-headers", false, "Tell clients their trace: Server-Timing and X-Trace-Id")
+			cmd.Flags().String("admin", "", "Serve Caddy's admin API (and /metrics) on this address")
+			cmd.Flags().Bool("print-config", false, "Print the equivalent Caddyfile and exit")
+			cmd.Flags().Bool("debug", false, "Enable debug logs")
+			cmd.RunE = caddycmd.WrapCommandFuncForCobra(cmdProxy)
+		},
+	})
+}
+
+// proxyOptions are the flags of the proxy subcommand.
+type proxyOptions struct {
+	from, to, service, zipkin, skywalking, sample, extract, inject, admin string
+	responseHeaders, debug                                                bool
+}
+
+func cmdProxy(fs caddycmd.Flags) (int, error) {
+	o := proxyOptions{
+		from: fs.String("from"), to: fs.String("to"), service: fs.String("service"),
+		zipkin: fs.String("zipkin"), skywalking: fs.String("skywalking"), sample: fs.String("sample"),
+		extract: fs.String("extract"), inject: fs.String("inject"), admin: fs.String("admin"),
+		responseHeaders: fs.Bool("response-headers"), debug: fs.Bool("debug"),
+	}
+	cf, err := o.caddyfile()
+	if err != nil {
+		return caddy.ExitCodeFailedStartup, err
+	}
+	if fs.Bool("print-config") {
+		fmt.Print(cf)
+		return caddy.ExitCodeSuccess, nil
+	}
+	adapter := caddyconfig.GetAdapter("caddyfile")
+	cfgJSON, warnings, err := adapter.Adapt([]byte(cf), map[string]any{"filename": "tracingproxy-proxy"})
+	if err != nil {
+		return caddy.ExitCodeFailedStartup, fmt.Errorf("building configuration: %w", err)
+	}
+	for _, w := range warnings {
+		caddy.Log().Warn(w.String())
+	}
+	caddy.TrapSignals()
+	if err := caddy.Load(cfgJSON, true); err != nil {
+		return caddy.ExitCodeFailedStartup, err
+	}
+	caddy.Log().Info("tracingproxy proxying", zap.String("from", o.from), zap.String("to", o.to))
+	select {}
+}
+
+// caddyfile renders the options as a Caddyfile, validating them on the way.
+func (o *proxyOptions) caddyfile() (string, error) {
+	if o.to == "" {
+		return "", fmt.Errorf("--to is required: the upstream to proxy to, e.g. 127.0.0.1:9000")
+	}
+	host, port, err := net.SplitHostPort(o.from)
+	if err != nil {
+		return "", fmt.Errorf("--from must be host:port or :port, got %q", o.from)
+	}
+	if p, err := strconv.Atoi(port); err != nil || p < 0 || p > 65535 {
+		return "", fmt.Errorf("--from port must be a number from 0 to 65535, got %q", port)
+	}
+	if o.sample != "" {
+		f, err := strconv.ParseFloat(o.sample, 64)
+		if err != nil || f < 0 || f > 1 {
+			return "", fmt.Errorf("--sample must be a number between 0 and 1, got %q", o.sample)
+		}
+	}
+	for _, u := range []struct{ flag, val string }{{"--zipkin", o.zipkin}, {"--skywalking", o.skywalking}} {
+		if u.val == "" {
+			continue
+		}
+		if pu, err := url.Parse(u.val); err != nil || pu.Host == "" {
+			return "", fmt.Errorf("%s must be an absolute URL, got %q", u.flag, u.val)
+		}
+	}
+
+	var b strings.Builder
+	b.WriteString("{\n")
+	if o.admin != "" {
+		fmt.Fprintf(&b, "\tadmin %s\n", quote(o.admin))
+	} else {
+		b.WriteString("\tadmin off\n")
+	}
+	b.WriteString("\tauto_https off\n\tpersist_config off\n")
+	if o.debug {
+		b.WriteString("\tdebug\n")
+	}
+	b.WriteString("}\n\n")
+	fmt.Fprintf(&b, "http://:%s {\n", port)
+	if host != "" {
+		fmt.Fprintf(&b, "\tbind %s\n", quote(host))
+	}
+	b.WriteString("\ttracingproxy {\n")
+	if o.service != "" {
+		fmt.Fprintf(&b, "\t\tservice_name %s\n", quote(o.service))
+	}
+	if o.extract != "" || o.inject != "" {
+		b.WriteString("\t\tpropagation {\n")
+		if o.extract != "" {
+			fmt.Fprintf(&b, "\t\t\textract %s\n", formats(o.extract))
+		}
+		if o.inject != "" {
+			fmt.Fprintf(&b, "\t\t\tinject %s\n", formats(o.inject))
+		}
+		b.WriteString("\t\t}\n")
+	}
+	if o.sample != "" {
+		fmt.Fprintf(&b, "\t\tsample_ratio %s\n", o.sample)
+	}
+	if o.responseHeaders {
+		b.WriteString("\t\tresponse_headers server_timing trace_id X-Trace-Id\n")
+	}
+	if o.zipkin != "" {
+		fmt.Fprintf(&b, "\t\texporter zipkin %s\n", quote(o.zipkin))
+	}
+	if o.skywalking != "" {
+		fmt.Fprintf(&b, "\t\texporter skywalking %s\n", quote(o.skywalking))
+	}
+	b.WriteString("\t}\n")
+	fmt.Fprintf(&b, "\treverse_proxy %s\n", quote(o.to))
+	b.WriteString("}\n")
+	return b.String(), nil
+}
+
+// formats turns "w3c, b3" into "w3c b3".
+func formats(list string) string {
+	var out []string
+	for _, f := range strings.Split(list, ",") {
+		if f = strings.TrimSpace(f); f != "" {
+			out = append(out, quote(f))
+		}
+	}
+	return strings.Join(out, " ")
+}
+
+// quote makes s one Caddyfile token.
+func quote(s string) string {
+	if s != "" && !strings.ContainsAny(s, " \t\n\"{}#`\\") {
+		return s
+	}
+	return string(caddyfile.Format([]byte(strconv.Quote(s))))
+}
+
