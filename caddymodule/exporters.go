@@ -201,4 +201,3 @@ type rawJSON []byte
 
 // MarshalJSON returns the document.
 func (r rawJSON) MarshalJSON() ([]byte, error) { return r, nil }
-

@@ -362,4 +362,3 @@ func firstIPv4() string {
 	}
 	return ""
 }
-

@@ -179,4 +179,3 @@ func quote(s string) string {
 	}
 	return string(caddyfile.Format([]byte(strconv.Quote(s))))
 }
-
