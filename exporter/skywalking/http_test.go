@@ -1,0 +1,219 @@
+package skywalking
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"runtime"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tracingproxy/tracingproxy/exporter"
+	managementv3 "skywalking.apache.org/repo/goapi/collect/management/v3"
+)
+
+func TestHTTPExport(t *testing.T) {
+	tests := []struct {
+		name   string
+		prefix string // the base path the collector is mounted under
+	}{
+		{"root", ""},
+		{"base path", "/skywalking"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := &httpCollector{}
+			var h http.Handler = c
+			if tt.prefix != "" {
+				h = http.StripPrefix(tt.prefix, c)
+			}
+			srv := httptest.NewServer(h)
+			defer srv.Close()
+			e := newExporter(t, Config{Address: srv.URL + tt.prefix + "/", Token: "s3cret", KeepAlive: 20 * time.Millisecond, Version: "1.2.3"})
+
+			if err := export(e, 5*time.Second, testRecord(), testRecord()); err != nil {
+				t.Fatalf("Export: %v", err)
+			}
+			eventually(t, 5*time.Second, "three keepAlives", func() bool {
+				_, _, pings, _, _ := c.received()
+				return len(pings) >= 3
+			})
+			segs, props, pings, hdrs, errs := c.received()
+			for _, err := range errs {
+				t.Errorf("collector could not decode a request: %v", err)
+			}
+			if len(segs) != 2 {
+				t.Fatalf("collector received %d segments, want 2", len(segs))
+			}
+			for i, s := range segs {
+				equalProto(t, "segment "+strconv.Itoa(i), s, wantSegment())
+			}
+			if len(props) != 1 {
+				t.Fatalf("instance properties reported %d times, want once", len(props))
+			}
+			equalProto(t, "instance properties", props[0], wantProperties("1.2.3"))
+			for _, p := range pings {
+				equalProto(t, "keepAlive", p, &managementv3.InstancePingPkg{Service: "orders-legacy", ServiceInstance: "proxy-1@10.0.0.5"})
+			}
+			for _, h := range hdrs {
+				if got := h.Get("Authentication"); got != "s3cret" {
+					t.Errorf("Authentication header = %q, want %q", got, "s3cret")
+				}
+				if got := h.Get("b3"); got != "0" {
+					t.Errorf("b3 header = %q, want %q so proxies do not trace the exporter", got, "0")
+				}
+				if got := h.Get("User-Agent"); got != "tracingproxy/1.2.3" {
+					t.Errorf("User-Agent = %q", got)
+				}
+			}
+		})
+	}
+}
+
+func TestHTTPNoToken(t *testing.T) {
+	c := &httpCollector{}
+	srv := httptest.NewServer(c)
+	defer srv.Close()
+	e := newExporter(t, Config{Address: srv.URL, KeepAlive: -1})
+	if err := export(e, 5*time.Second, testRecord()); err != nil {
+		t.Fatalf("Export: %v", err)
+	}
+	_, _, _, hdrs, _ := c.received()
+	if len(hdrs) != 1 {
+		t.Fatalf("collector got %d requests, want 1", len(hdrs))
+	}
+	if _, ok := hdrs[0]["Authentication"]; ok {
+		t.Errorf("Authentication header sent without a token: %q", hdrs[0].Get("Authentication"))
+	}
+}
+
+func TestHTTPStatusMapping(t *testing.T) {
+	tests := []struct {
+		name       string
+		status     int
+		retryAfter string
+		token      string
+		retryable  bool
+		after      time.Duration
+		auth       bool
+	}{
+		{"500", http.StatusInternalServerError, "", "", true, 0, false},
+		{"502", http.StatusBadGateway, "", "", true, 0, false},
+		{"503 with Retry-After", http.StatusServiceUnavailable, "7", "", true, 7 * time.Second, false},
+		{"429 with Retry-After", http.StatusTooManyRequests, "2", "", true, 2 * time.Second, false},
+		{"408", http.StatusRequestTimeout, "", "", true, 0, false},
+		{"401", http.StatusUnauthorized, "", "wrong", false, 0, true},
+		{"403 without token", http.StatusForbidden, "", "", false, 0, true},
+		{"400", http.StatusBadRequest, "", "", false, 0, false},
+		{"404", http.StatusNotFound, "", "", false, 0, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := &httpCollector{status: tt.status, retryAfter: tt.retryAfter}
+			srv := httptest.NewServer(c)
+			defer srv.Close()
+			e := newExporter(t, Config{Address: srv.URL, Token: tt.token, KeepAlive: -1})
+			err := export(e, 5*time.Second, testRecord())
+			if err == nil {
+				t.Fatalf("Export succeeded against HTTP %d", tt.status)
+			}
+			retry, after := exporter.IsRetryable(err)
+			if retry != tt.retryable || after != tt.after {
+				t.Errorf("IsRetryable = %v, %s; want %v, %s: %v", retry, after, tt.retryable, tt.after, err)
+			}
+			if got := errors.Is(err, ErrAuth); got != tt.auth {
+				t.Errorf("errors.Is(err, ErrAuth) = %v, want %v: %v", got, tt.auth, err)
+			}
+			if tt.auth && !strings.Contains(err.Error(), "token option") {
+				t.Errorf("auth error %q does not point at the token option", err)
+			}
+			if !strings.Contains(err.Error(), "HTTP "+strconv.Itoa(tt.status)) {
+				t.Errorf("error %q does not name the status", err)
+			}
+			if _, _, _, _, errs := c.received(); len(errs) > 0 {
+				t.Errorf("collector could not decode the request: %v", errs)
+			}
+		})
+	}
+}
+
+func TestHTTPCollectorDown(t *testing.T) {
+	e := newExporter(t, Config{Address: "http://" + refusedAddr(t), KeepAlive: -1})
+	start := time.Now()
+	err := export(e, 5*time.Second, testRecord())
+	if took := time.Since(start); took > 2*time.Second {
+		t.Errorf("Export took %s against a refused port", took)
+	}
+	if retry, _ := exporter.IsRetryable(err); !retry {
+		t.Fatalf("Export error = %v, want retryable", err)
+	}
+}
+
+func TestHTTPStalledCollector(t *testing.T) {
+	release := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-r.Context().Done():
+		case <-release:
+		}
+	}))
+	defer srv.Close()
+	defer close(release)
+	e := newExporter(t, Config{Address: srv.URL, KeepAlive: -1})
+	start := time.Now()
+	err := export(e, 300*time.Millisecond, testRecord())
+	if took := time.Since(start); took > 2*time.Second {
+		t.Errorf("Export took %s against a stalled collector with a 300ms deadline", took)
+	}
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("Export error = %v, want the context's deadline", err)
+	}
+	if retry, _ := exporter.IsRetryable(err); !retry {
+		t.Errorf("Export error = %v, want retryable", err)
+	}
+}
+
+func TestHTTPManagementFailureReported(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Error(w, "down for maintenance", http.StatusServiceUnavailable)
+	}))
+	defer srv.Close()
+	var log errorLog
+	e := newExporter(t, Config{Address: srv.URL, KeepAlive: 10 * time.Millisecond, OnError: log.add})
+	eventually(t, 5*time.Second, "two failed registrations", func() bool { return len(log.all()) >= 2 })
+	for _, err := range log.all() {
+		if !strings.Contains(err.Error(), "skywalking report instance properties") || !strings.Contains(err.Error(), "HTTP 503") {
+			t.Errorf("OnError got %v, want a failed registration with its status", err)
+		}
+	}
+	// Registration retrying in the background does not hold up Export.
+	err := export(e, 5*time.Second, testRecord())
+	if retry, _ := exporter.IsRetryable(err); !retry {
+		t.Errorf("Export error = %v, want retryable 503", err)
+	}
+}
+
+func TestHTTPShutdownLeaksNoGoroutine(t *testing.T) {
+	c := &httpCollector{}
+	srv := httptest.NewServer(c)
+	defer srv.Close()
+	base := runtime.NumGoroutine()
+	for range 3 {
+		e, err := New(Config{Address: srv.URL, Service: "s", Instance: "i", KeepAlive: 5 * time.Millisecond})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := export(e, 5*time.Second, testRecord()); err != nil {
+			t.Fatalf("Export: %v", err)
+		}
+		if err := e.Shutdown(context.Background()); err != nil {
+			t.Fatalf("Shutdown: %v", err)
+		}
+	}
+	eventually(t, 5*time.Second, "goroutines to return to "+strconv.Itoa(base), func() bool {
+		return runtime.NumGoroutine() <= base
+	})
+}
