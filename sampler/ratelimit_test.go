@@ -131,8 +131,8 @@ func TestRateLimitedBurst(t *testing.T) {
 func TestRateLimitedConcurrent(t *testing.T) {
 	const (
 		goroutines = 8
-		calls      = 2000
-		burst      = 100
+		calls      = 250_000
+		burst      = 1_000_000 // half the calls: admissions race all along
 	)
 	var clock manualClock
 	clock.set(time.Minute)
