@@ -67,43 +67,45 @@ func Segment(r *exporter.Record) *agentv3.SegmentObject {
 	}
 	traceID = validUTF8(traceID)
 
+	// Messages are allocated in blocks of one type each, not one by one.
+	blk := &segmentBlock{}
 	n := 1 + len(r.Clients)
-	// One allocation for all spans and one for all key/value pairs.
 	spans := make([]agentv3.SpanObject, n)
 	ptrs := make([]*agentv3.SpanObject, n)
-	kvs := make([]commonv3.KeyStringValuePair, pairCount(r))
+	var b builder
+	b.size(r)
 
-	seg := &agentv3.SegmentObject{
-		TraceId:         traceID,
-		TraceSegmentId:  validUTF8(r.SegmentID),
-		Spans:           ptrs,
-		Service:         validUTF8(r.Service),
-		ServiceInstance: validUTF8(r.Instance),
-	}
+	seg := &blk.seg
+	seg.TraceId = traceID
+	seg.TraceSegmentId = validUTF8(r.SegmentID)
+	seg.Spans = ptrs
+	seg.Service = validUTF8(r.Service)
+	seg.ServiceInstance = validUTF8(r.Instance)
 
 	entry := &spans[0]
-	kvs = fillSpan(entry, &r.Server, kvs)
+	b.fill(entry, &r.Server)
 	entry.SpanId = 0
 	entry.ParentSpanId = -1
 	entry.SpanType = agentv3.SpanType_Entry
 	entry.ComponentId = ComponentGoHTTPServer
 	if p := &r.Parent; p.SegmentID != "" {
-		entry.Refs = []*agentv3.SegmentReference{{
-			RefType:                  agentv3.RefType_CrossProcess,
-			TraceId:                  traceID,
-			ParentTraceSegmentId:     validUTF8(p.SegmentID),
-			ParentSpanId:             p.SpanID,
-			ParentService:            validUTF8(p.Service),
-			ParentServiceInstance:    validUTF8(p.Instance),
-			ParentEndpoint:           validUTF8(p.Endpoint),
-			NetworkAddressUsedAtPeer: validUTF8(p.Address),
-		}}
+		ref := &blk.ref
+		ref.RefType = agentv3.RefType_CrossProcess
+		ref.TraceId = traceID
+		ref.ParentTraceSegmentId = validUTF8(p.SegmentID)
+		ref.ParentSpanId = p.SpanID
+		ref.ParentService = validUTF8(p.Service)
+		ref.ParentServiceInstance = validUTF8(p.Instance)
+		ref.ParentEndpoint = validUTF8(p.Endpoint)
+		ref.NetworkAddressUsedAtPeer = validUTF8(p.Address)
+		blk.refs[0] = ref
+		entry.Refs = blk.refs[:]
 	}
 	ptrs[0] = entry
 
 	for i := range r.Clients {
 		exit := &spans[i+1]
-		kvs = fillSpan(exit, &r.Clients[i], kvs)
+		b.fill(exit, &r.Clients[i])
 		exit.SpanId = int32(i + 1)
 		exit.ParentSpanId = 0
 		exit.SpanType = agentv3.SpanType_Exit
@@ -116,27 +118,56 @@ func Segment(r *exporter.Record) *agentv3.SegmentObject {
 	return seg
 }
 
-// pairCount bounds the key/value pairs Segment needs: per span, one per tag,
-// one for status_code and two for the error log.
-func pairCount(r *exporter.Record) int {
-	n := spanPairs(&r.Server)
+// segmentBlock holds the messages a segment has exactly one of.
+type segmentBlock struct {
+	seg  agentv3.SegmentObject
+	ref  agentv3.SegmentReference
+	refs [1]*agentv3.SegmentReference
+}
+
+// builder hands out the key/value pairs and logs of one segment from
+// pre-sized blocks.
+type builder struct {
+	kvs     []commonv3.KeyStringValuePair
+	kvPtrs  []*commonv3.KeyStringValuePair
+	logs    []agentv3.Log
+	logPtrs []*agentv3.Log
+}
+
+// size allocates the blocks for r: per span, one pair per tag, one for
+// status_code, and two pairs and a log for an error.
+func (b *builder) size(r *exporter.Record) {
+	pairs, errs := spanNeeds(&r.Server)
 	for i := range r.Clients {
-		n += spanPairs(&r.Clients[i])
+		p, e := spanNeeds(&r.Clients[i])
+		pairs, errs = pairs+p, errs+e
 	}
-	return n
+	b.kvs = make([]commonv3.KeyStringValuePair, pairs)
+	b.kvPtrs = make([]*commonv3.KeyStringValuePair, pairs)
+	if errs > 0 {
+		b.logs = make([]agentv3.Log, errs)
+		b.logPtrs = make([]*agentv3.Log, errs)
+	}
 }
 
-func spanPairs(s *exporter.Span) int {
-	n := len(s.Tags) + 1 // tags, status_code
+func spanNeeds(s *exporter.Span) (pairs, errs int) {
+	pairs = len(s.Tags) + 1
 	if s.Error != "" {
-		n += 2 // event, message
+		return pairs + 2, 1
 	}
-	return n
+	return pairs, 0
 }
 
-// fillSpan sets the fields Entry and Exit spans share, taking the span's
-// key/value pairs from the front of kvs and returning the rest.
-func fillSpan(o *agentv3.SpanObject, s *exporter.Span, kvs []commonv3.KeyStringValuePair) []commonv3.KeyStringValuePair {
+// pair returns the next key/value pair, set to k and v.
+func (b *builder) pair(k, v string) *commonv3.KeyStringValuePair {
+	kv := &b.kvs[0]
+	b.kvs = b.kvs[1:]
+	kv.Key, kv.Value = k, v
+	return kv
+}
+
+// fill sets the fields Entry and Exit spans share.
+func (b *builder) fill(o *agentv3.SpanObject, s *exporter.Span) {
 	start := s.Start.UnixMilli()
 	end := s.Start.Add(s.Duration).UnixMilli()
 	o.StartTime = start
@@ -148,49 +179,45 @@ func fillSpan(o *agentv3.SpanObject, s *exporter.Span, kvs []commonv3.KeyStringV
 
 	// Tags: http.method, url, status_code first, as SkyWalking's HTTP
 	// plugins write them, then the remaining tags in order.
-	tags := make([]*commonv3.KeyStringValuePair, 0, len(s.Tags)+1)
-	next := 0
-	add := func(k, v string) {
-		kv := &kvs[next]
-		next++
-		kv.Key, kv.Value = k, validUTF8(v)
-		tags = append(tags, kv)
-	}
+	tags := b.kvPtrs[: 0 : len(s.Tags)+1]
 	for _, t := range s.Tags {
 		if t.Key == tagMethod {
-			add(tagMethod, t.Value)
+			tags = append(tags, b.pair(tagMethod, validUTF8(t.Value)))
 		}
 	}
 	for _, t := range s.Tags {
 		if t.Key == recordTagPath {
-			add(tagURL, t.Value)
+			tags = append(tags, b.pair(tagURL, validUTF8(t.Value)))
 		}
 	}
 	if s.Status > 0 {
-		add(tagStatusCode, statusCode(s.Status))
+		tags = append(tags, b.pair(tagStatusCode, statusCode(s.Status)))
 	}
 	for _, t := range s.Tags {
 		switch t.Key {
 		case tagMethod, recordTagPath, recordTagStatus:
 		default:
-			add(validUTF8(t.Key), t.Value)
+			tags = append(tags, b.pair(validUTF8(t.Key), validUTF8(t.Value)))
 		}
 	}
+	b.kvPtrs = b.kvPtrs[len(tags):]
 	if len(tags) > 0 {
 		o.Tags = tags
 	}
 
 	if s.Error != "" {
-		ev, msg := &kvs[next], &kvs[next+1]
-		next += 2
-		ev.Key, ev.Value = logEvent, logError
-		msg.Key, msg.Value = logMessage, validUTF8(s.Error)
-		o.Logs = []*agentv3.Log{{
-			Time: end,
-			Data: []*commonv3.KeyStringValuePair{ev, msg},
-		}}
+		data := b.kvPtrs[:2:2]
+		b.kvPtrs = b.kvPtrs[2:]
+		data[0] = b.pair(logEvent, logError)
+		data[1] = b.pair(logMessage, validUTF8(s.Error))
+		l := &b.logs[0]
+		b.logs = b.logs[1:]
+		l.Time, l.Data = end, data
+		logs := b.logPtrs[:1:1]
+		b.logPtrs = b.logPtrs[1:]
+		logs[0] = l
+		o.Logs = logs
 	}
-	return kvs[next:]
 }
 
 // statusCode returns the decimal text of an HTTP status code.
