@@ -1,0 +1,148 @@
+package caddymodule
+
+import (
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/caddyserver/caddy/v2/caddytest"
+)
+
+// Ports of the Caddy instance the tests of this package run (caddytest runs
+// one in process and reloads its configuration per test).
+const (
+	adminPort = 2998
+	httpPort  = 18981
+)
+
+// proxyURL is where the tested Caddy serves.
+var proxyURL = fmt.Sprintf("http://127.0.0.1:%d", httpPort)
+
+// startCaddy loads a site block (with the global options the tests need
+// prepended) into the test Caddy instance.
+func startCaddy(t *testing.T, site string) *caddytest.Tester {
+	t.Helper()
+	tester := caddytest.NewTester(t).WithDefaultOverrides(caddytest.Config{AdminPort: adminPort, LoadRequestTimeout: 15 * time.Second})
+	cfg := fmt.Sprintf(`{
+	admin localhost:%d
+	http_port %d
+	auto_https off
+	grace_period 1ns
+	skip_install_trust
+	persist_config off
+}
+http://127.0.0.1:%d {
+%s
+}
+`, adminPort, httpPort, httpPort, site)
+	tester.InitServer(cfg, "caddyfile")
+	if t.Failed() {
+		t.FailNow()
+	}
+	return tester
+}
+
+// upstream is a real HTTP service that records the headers it receives.
+type upstream struct {
+	*httptest.Server
+	mu   sync.Mutex
+	reqs []http.Header
+}
+
+func newUpstream(t *testing.T) *upstream {
+	u := &upstream{}
+	u.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		u.mu.Lock()
+		u.reqs = append(u.reqs, r.Header.Clone())
+		u.mu.Unlock()
+		w.Header().Set("X-Upstream", "yes")
+		if code := r.URL.Query().Get("status"); code != "" {
+			var c int
+			fmt.Sscan(code, &c)
+			w.WriteHeader(c)
+		}
+		if d := r.URL.Query().Get("sleep"); d != "" {
+			dur, _ := time.ParseDuration(d)
+			time.Sleep(dur)
+		}
+		io.WriteString(w, "hello from upstream")
+	}))
+	t.Cleanup(u.Close)
+	return u
+}
+
+// hostport is the upstream's dial address.
+func (u *upstream) hostport() string { return strings.TrimPrefix(u.URL, "http://") }
+
+// last returns the headers of the last request the upstream received.
+func (u *upstream) last(t *testing.T) http.Header {
+	t.Helper()
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if len(u.reqs) == 0 {
+		t.Fatal("upstream received no request")
+	}
+	return u.reqs[len(u.reqs)-1]
+}
+
+// count returns how many requests the upstream received.
+func (u *upstream) count() int {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return len(u.reqs)
+}
+
+// get sends a GET through the proxy with the given headers and returns the
+// response and its body.
+func get(t *testing.T, path string, hdr map[string][]string) (*http.Response, string) {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodGet, proxyURL+path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, vs := range hdr {
+		for _, v := range vs {
+			req.Header.Add(k, v)
+		}
+	}
+	client := &http.Client{Timeout: 10 * time.Second}
+	res, err := client.Do(req)
+	if err != nil {
+		t.Fatalf("GET %s: %v", path, err)
+	}
+	defer res.Body.Close()
+	b, err := io.ReadAll(res.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return res, string(b)
+}
+
+// deadPort returns a local address nothing listens on.
+func deadPort(t *testing.T) string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	return addr
+}
+
+// waitFor polls cond until it holds or the timeout passes.
+func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", timeout, what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
