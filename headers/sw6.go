@@ -110,9 +110,26 @@ func parseSW6(v string, sc *SpanContext) error {
 		return ErrSW6InstanceID
 	}
 
-	// One buffer holds every string kept: the parent instance id in decimal,
-	// then the decoded fields of sw6Kept.
+	// Decode into a small stack buffer when the fields fit, as they do for
+	// the values agents write, so the common case clears less memory.
+	need := len(f[4]) + swSpanSuffixLen
+	for i := 1; i < nf; i++ {
+		if i != 3 && i != 4 && i != 5 {
+			need += len(f[i]) / 4 * 3
+		}
+	}
+	if need <= swSmallBufLen {
+		var buf [swSmallBufLen]byte
+		return decodeSW6(buf[:], &f, nf, spanID, parentInstance, sampling, sc)
+	}
 	var buf [swBufLen]byte
+	return decodeSW6(buf[:], &f, nf, spanID, parentInstance, sampling, sc)
+}
+
+// decodeSW6 decodes the nf fields of f into buf, which has room for all of
+// them and the spanIDFromSW suffix, and fills sc from one string: the parent
+// instance id in decimal, then the decoded fields of sw6Kept.
+func decodeSW6(buf []byte, f *[sw6Full]string, nf int, spanID, parentInstance int32, sampling Sampling, sc *SpanContext) error {
 	instanceEnd := len(strconv.AppendInt(buf[:0], int64(parentInstance), 10))
 	n := instanceEnd
 	var start, end [len(sw6Kept)]int

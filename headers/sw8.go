@@ -36,6 +36,8 @@ const (
 	// swBufLen holds every base64 field of a value shorter than swMaxLen,
 	// decoded, plus the suffix spanIDFromSW appends.
 	swBufLen = swMaxLen/4*3 + swSpanSuffixLen
+	// swSmallBufLen is the buffer for the values agents usually write.
+	swSmallBufLen = 512
 	// sw8Fields is the number of fields of an sw8 value.
 	sw8Fields = 8
 )
@@ -94,7 +96,23 @@ func parseSW8(v string, sc *SpanContext) error {
 	if !ok {
 		return ErrSW8SpanID
 	}
+	// Decode into a small stack buffer when the fields fit, as they do for
+	// the values agents write, so the common case clears less memory.
+	need := swSpanSuffixLen
+	for _, i := range sw8Order {
+		need += len(f[i]) / 4 * 3
+	}
+	if need <= swSmallBufLen {
+		var buf [swSmallBufLen]byte
+		return decodeSW8(buf[:], &f, spanID, sampling, sc)
+	}
 	var buf [swBufLen]byte
+	return decodeSW8(buf[:], &f, spanID, sampling, sc)
+}
+
+// decodeSW8 decodes the base64 fields of f into buf, which has room for all
+// of them and the spanIDFromSW suffix, and fills sc from one string.
+func decodeSW8(buf []byte, f *[sw8Fields]string, spanID int32, sampling Sampling, sc *SpanContext) error {
 	var end [len(sw8Order)]int
 	n := 0
 	for k, i := range sw8Order {

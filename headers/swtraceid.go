@@ -30,40 +30,59 @@ const swStackLen = 256
 //
 // It does not allocate for s of up to 256 bytes.
 func TraceIDFromSW(s string) (id TraceID, hex bool) {
+	if id, ok := hexSWTraceID(s); ok {
+		return id, true
+	}
+	if s == "" {
+		return TraceID{}, false
+	}
 	if len(s) <= swStackLen {
 		var b [swStackLen]byte
 		n := copy(b[:], s)
-		return traceIDFromSW(b[:n])
+		return hashSWTraceID(b[:n]), false
 	}
-	return traceIDFromSW([]byte(s))
+	return hashSWTraceID([]byte(s)), false
 }
 
 // traceIDFromSW applies the TraceIDFromSW rule to b. SHA-256 runs on b in
 // place, so callers pass bytes they already hold (a decode buffer) to stay
 // allocation-free.
 func traceIDFromSW(b []byte) (TraceID, bool) {
-	var id TraceID
-	switch len(b) {
-	case 0:
-		return TraceID{}, false
-	case 32:
-		if decodeHexBytes(id[:], b) && id.IsValid() {
-			return id, true
-		}
-	case 16:
-		if decodeHexBytes(id[8:], b) && id.IsValid() {
-			return id, true
-		}
+	if id, ok := hexSWTraceID(b); ok {
+		return id, true
 	}
-	sum := sha256.Sum256(b)
-	copy(id[:], sum[:16])
-	return id, false
+	if len(b) == 0 {
+		return TraceID{}, false
+	}
+	return hashSWTraceID(b), false
 }
 
-// decodeHexBytes decodes exactly 2*len(dst) lowercase hex digits from b.
-func decodeHexBytes(dst, b []byte) bool {
+// hexSWTraceID applies the hex cases of the TraceIDFromSW rule.
+func hexSWTraceID[T string | []byte](s T) (TraceID, bool) {
+	var id TraceID
+	var ok bool
+	switch len(s) {
+	case 32:
+		ok = decodeHexTo(id[:], s)
+	case 16:
+		ok = decodeHexTo(id[8:], s)
+	}
+	return id, ok && id.IsValid()
+}
+
+// hashSWTraceID applies the hash case of the TraceIDFromSW rule.
+func hashSWTraceID(b []byte) TraceID {
+	sum := sha256.Sum256(b)
+	var id TraceID
+	copy(id[:], sum[:16])
+	return id
+}
+
+// decodeHexTo decodes exactly 2*len(dst) lowercase hex digits from s, a
+// string or bytes.
+func decodeHexTo[T string | []byte](dst []byte, s T) bool {
 	for i := range dst {
-		hi, lo := hexValue[b[2*i]], hexValue[b[2*i+1]]
+		hi, lo := hexValue[s[2*i]], hexValue[s[2*i+1]]
 		if hi > 0x0f || lo > 0x0f {
 			return false
 		}
