@@ -74,6 +74,9 @@ type pathPattern struct {
 	set     bool   // a pattern was given
 	subtree bool   // the pattern ended in "/**"
 	literal bool   // glob has no metacharacters: compare strings
+	lit     string // glob's literal prefix, up to its first metacharacter
+	rest    string // glob after lit
+	slashes int    // "/"s in rest, or -1 when a class in rest might match one
 }
 
 // NewRule validates spec and compiles it. Errors start with "rule: " and
@@ -185,7 +188,16 @@ func compilePath(p string) (pathPattern, error) {
 	if _, err := path.Match(pp.glob, ""); err != nil {
 		return pathPattern{}, fmt.Errorf("rule: path %q: %w", p, err)
 	}
-	pp.literal = !strings.ContainsAny(pp.glob, `*?[\`)
+	i := strings.IndexAny(pp.glob, `*?[\`)
+	pp.literal = i < 0
+	if i < 0 {
+		i = len(pp.glob)
+	}
+	pp.lit, pp.rest = pp.glob[:i], pp.glob[i:]
+	pp.slashes = strings.Count(pp.rest, "/")
+	if strings.Contains(pp.rest, "[") {
+		pp.slashes = -1
+	}
 	return pp, nil
 }
 
@@ -266,22 +278,44 @@ func (hp hostPattern) match(h string) bool {
 
 // match reports whether the URL path p matches; it does not allocate.
 func (pp *pathPattern) match(p string) bool {
-	if !pp.subtree {
-		if pp.literal {
+	if pp.literal {
+		if !pp.subtree {
 			return p == pp.glob
 		}
-		ok, _ := path.Match(pp.glob, p)
-		return ok
-	}
-	if pp.literal {
 		return strings.HasPrefix(p, pp.glob) && (len(p) == len(pp.glob) || p[len(pp.glob)] == '/')
 	}
-	// The glob must match p itself or a prefix of p that ends before a "/".
+	p, ok := strings.CutPrefix(p, pp.lit)
+	if !ok {
+		return false
+	}
+	if !pp.subtree {
+		ok, _ = path.Match(pp.rest, p)
+		return ok
+	}
+	// rest must match p itself or a prefix of p that ends before a "/".
+	// Without classes, "*" and "?" never match "/", so that prefix holds
+	// exactly as many "/" as rest: one candidate.
+	if pp.slashes >= 0 {
+		i, n := 0, 0
+		for ; i < len(p); i++ {
+			if p[i] == '/' {
+				if n == pp.slashes {
+					break
+				}
+				n++
+			}
+		}
+		if n < pp.slashes {
+			return false
+		}
+		ok, _ = path.Match(pp.rest, p[:i])
+		return ok
+	}
 	for i := 0; i <= len(p); i++ {
 		if i < len(p) && p[i] != '/' {
 			continue
 		}
-		if ok, _ := path.Match(pp.glob, p[:i]); ok {
+		if ok, _ = path.Match(pp.rest, p[:i]); ok {
 			return true
 		}
 	}

@@ -63,6 +63,18 @@ func TestPathGlob(t *testing.T) {
 		{"/", "/x", false},
 		{"/a/b/**", "/a/b/c", true},
 		{"/a/b/**", "/a/bc", false},
+		{"/api/*/**", "/api/x", true},
+		{"/api/*/**", "/api/x/y/z", true},
+		{"/api/*/**", "/api/", true},
+		{"/api/*/**", "/api", false},
+		{"/*/**", "/", true},
+		{"/*/**", "/anything/below", true},
+		{"/a[^x]b/**", "/a/b/c", true}, // a class may match "/"
+		{"/a[^x]b/**", "/axb/c", false},
+		{"/a[/]b", "/a/b", true},
+		{"/a?/b/**", "/ax/b", true},
+		{"/a?/b/**", "/ax/bc", false},
+		{"/a?/b/**", "/ax", false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.pattern+" "+tt.path, func(t *testing.T) {
@@ -333,6 +345,7 @@ func FuzzPathGlob(f *testing.F) {
 	for _, seed := range [][2]string{
 		{"/api/**", "/api/users/7"}, {"/health*", "/healthz"}, {"/v[0-9]/**", "/v1/x"},
 		{`/a\*/**`, "/a*/b"}, {"/**", "/"}, {"/a/*/c", "/a/b/c"}, {"/[", "/"},
+		{"/a[^x]b/**", "/a/b/c"}, {"/*/x/**", "/a/x/y"}, {"/a?/b/**", "/ax/b"},
 	} {
 		f.Add(seed[0], seed[1])
 	}
