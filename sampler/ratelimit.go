@@ -32,8 +32,8 @@ func WithBurst(n int) RateOption {
 	return func(c *rateConfig) { c.burst, c.burstSet = n, true }
 }
 
-// WithClock replaces the monotonic clock, for tests. Default: the monotonic
-// reading of time.Now.
+// WithClock replaces the monotonic clock, for tests. Default (and for nil):
+// the monotonic reading of time.Now.
 func WithClock(c Clock) RateOption {
 	return func(rc *rateConfig) { rc.clock = c }
 }
@@ -83,9 +83,12 @@ func RateLimited(inner Sampler, perSecond float64, opts ...RateOption) Sampler {
 	if inner == nil {
 		panic("sampler: RateLimited needs an inner sampler")
 	}
-	c := rateConfig{clock: monotonic}
+	var c rateConfig
 	for _, o := range opts {
 		o(&c)
+	}
+	if c.clock == nil {
+		c.clock = monotonic
 	}
 	if !c.burstSet {
 		c.burst = 1

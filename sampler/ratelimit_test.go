@@ -267,13 +267,20 @@ func TestRateLimitedClamps(t *testing.T) {
 }
 
 func TestRateLimitedDefaultClock(t *testing.T) {
-	// One trace per 1000 s: the second call comes long before the next slot.
-	s := RateLimited(Always(), 0.001)
-	if !s.ShouldSample(&Params{}).Sample {
-		t.Fatal("first trace refused")
-	}
-	if d := s.ShouldSample(&Params{}); d != (Decision{false, ReasonRateLimited}) {
-		t.Fatalf("second trace = %+v, want rate limited", d)
+	for name, s := range map[string]Sampler{
+		"no clock option": RateLimited(Always(), 0.001),
+		"nil clock":       RateLimited(Always(), 0.001, WithClock(nil)),
+	} {
+		t.Run(name, func(t *testing.T) {
+			// One trace per 1000 s: the second call comes long before the
+			// next slot.
+			if !s.ShouldSample(&Params{}).Sample {
+				t.Fatal("first trace refused")
+			}
+			if d := s.ShouldSample(&Params{}); d != (Decision{false, ReasonRateLimited}) {
+				t.Fatalf("second trace = %+v, want rate limited", d)
+			}
+		})
 	}
 }
 

@@ -2,6 +2,7 @@ package sampler
 
 import (
 	"fmt"
+	"maps"
 	"net/http"
 	"path"
 	"slices"
@@ -85,7 +86,7 @@ func NewRule(spec RuleSpec) (Rule, error) {
 	var r Rule
 	var desc []string
 	for _, m := range spec.Methods {
-		if m == "" || !isToken(m) {
+		if !isToken(m) {
 			return Rule{}, fmt.Errorf("rule: method must be an HTTP method name, got %q", m)
 		}
 		r.methods = append(r.methods, strings.ToUpper(m))
@@ -111,14 +112,17 @@ func NewRule(spec RuleSpec) (Rule, error) {
 		r.path = pp
 		desc = append(desc, "path "+spec.Path)
 	}
-	for name, value := range spec.Headers {
+	for _, name := range slices.Sorted(maps.Keys(spec.Headers)) {
 		if !isToken(name) {
 			return Rule{}, fmt.Errorf("rule: header name must be a token, got %q", name)
 		}
-		r.headers = append(r.headers, headerMatch{http.CanonicalHeaderKey(name), value})
+		r.headers = append(r.headers, headerMatch{http.CanonicalHeaderKey(name), spec.Headers[name]})
 	}
 	slices.SortFunc(r.headers, func(a, b headerMatch) int { return strings.Compare(a.name, b.name) })
-	for _, h := range r.headers {
+	for i, h := range r.headers {
+		if i > 0 && r.headers[i-1].name == h.name {
+			return Rule{}, fmt.Errorf("rule: header %s is given twice", h.name)
+		}
 		desc = append(desc, "header "+h.name+"="+strconv.Quote(h.value))
 	}
 	switch spec.Sample {

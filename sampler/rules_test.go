@@ -189,6 +189,8 @@ func TestNewRuleInvalid(t *testing.T) {
 		{"empty header name", RuleSpec{Headers: map[string]string{"": "1"}, Sample: "never"}, `rule: header name must be a token, got ""`},
 		{"header name with colon", RuleSpec{Headers: map[string]string{"X-A:": "1"}, Sample: "never"}, `rule: header name must be a token, got "X-A:"`},
 		{"bad path", RuleSpec{Path: "api", Sample: "never"}, `rule: path must start with "/", got "api"`},
+		{"header twice", RuleSpec{Headers: map[string]string{"x-a": "1", "X-A": "2"}, Sample: "never"}, "rule: header X-A is given twice"},
+		{"first bad header name in order", RuleSpec{Headers: map[string]string{"b c": "1", "a b": "2"}, Sample: "never"}, `rule: header name must be a token, got "a b"`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
