@@ -160,12 +160,9 @@ func compileHost(h string) (hostPattern, error) {
 		name = name[1 : len(name)-1]
 	}
 	wildcard := strings.HasPrefix(name, "*.")
+	label := name // the name that follows "*." in a wildcard
 	if wildcard {
-		name = name[1:]
-	}
-	label := name
-	if wildcard {
-		label = name[1:]
+		name, label = name[1:], name[2:]
 	}
 	switch {
 	case label == "" || strings.HasPrefix(label, ".") || strings.HasSuffix(label, ".") || strings.Contains(label, ".."):
