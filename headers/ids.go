@@ -133,17 +133,19 @@ func appendHex(dst, src []byte) []byte {
 	return dst
 }
 
-// decodeHex decodes exactly 2*len(dst) lowercase hex digits from s.
+// decodeHex decodes exactly 2*len(dst) lowercase hex digits from s. It
+// checks the digits once at the end (no valid value has a high bit set, every
+// invalid one has all of them), so the loop has no data-dependent branch; on
+// failure dst holds garbage.
 func decodeHex(dst []byte, s string) bool {
 	if len(s) != 2*len(dst) {
 		return false
 	}
-	for i := range dst {
-		hi, lo := hexValue[s[2*i]], hexValue[s[2*i+1]]
-		if hi > 0x0f || lo > 0x0f {
-			return false
-		}
-		dst[i] = hi<<4 | lo
+	var bad byte
+	for i := 1; i < len(s); i += 2 {
+		hi, lo := hexValue[s[i-1]], hexValue[s[i]]
+		bad |= hi | lo
+		dst[i>>1] = hi<<4 | lo
 	}
-	return true
+	return bad <= 0x0f
 }

@@ -221,77 +221,84 @@ func validTracestate(fields []string) bool {
 	var keys [w3cMaxMembers]string
 	n := 0
 	for _, f := range fields {
-		for f != "" {
-			var m string
-			m, f, _ = strings.Cut(f, ",")
-			if m = trimOWS(m); m == "" {
-				continue
-			}
-			if n == w3cMaxMembers {
-				return false
-			}
-			eq := strings.IndexByte(m, '=')
-			if eq < 0 || !validTracestateKey(m[:eq]) || !validTracestateValue(m[eq+1:]) {
-				return false
-			}
-			key := m[:eq]
-			for _, k := range keys[:n] {
-				if k == key {
-					return false
-				}
-			}
-			keys[n] = key
-			n++
+		if !scanTracestate(f, &keys, &n) {
+			return false
 		}
 	}
 	return true
 }
 
-// tracestateKeyChar marks the bytes allowed after a key's first character:
-// a-z 0-9 _ - * / @.
-var tracestateKeyChar = func() (t [256]bool) {
-	for c := 'a'; c <= 'z'; c++ {
-		t[c] = true
+// scanTracestate validates one tracestate field in a single pass, appending
+// its keys to keys[:*n].
+//
+//	list-member = key "=" value / OWS, members separated by OWS "," OWS
+//	key         = [a-z0-9][a-z0-9_*/@-]{0,255}
+//	value       = 0*256 of %x20-7E except "," and "=", not ending in a space
+//
+// A trailing space is OWS before the delimiter, so it is not part of the
+// value.
+func scanTracestate(f string, keys *[w3cMaxMembers]string, n *int) bool {
+	for i := 0; i < len(f); {
+		if c := f[i]; c == ' ' || c == '\t' || c == ',' {
+			i++
+			continue
+		}
+		if *n == w3cMaxMembers || !tracestateKeyFirst[f[i]] {
+			return false
+		}
+		start := i
+		for i++; i < len(f) && tracestateKeyChar[f[i]]; i++ {
+		}
+		if i == len(f) || f[i] != '=' || i-start > w3cMaxKey {
+			return false
+		}
+		key := f[start:i]
+		start = i + 1
+		for i = start; i < len(f) && tracestateValueChar[f[i]]; i++ {
+		}
+		end := i
+		for end > start && f[end-1] == ' ' {
+			end--
+		}
+		if end-start > w3cMaxValue {
+			return false
+		}
+		for i < len(f) && (f[i] == ' ' || f[i] == '\t') {
+			i++
+		}
+		if i < len(f) && f[i] != ',' {
+			return false
+		}
+		for _, k := range keys[:*n] {
+			if k == key {
+				return false
+			}
+		}
+		keys[*n] = key
+		*n++
 	}
-	for c := '0'; c <= '9'; c++ {
-		t[c] = true
-	}
-	for _, c := range "_-*/@" {
-		t[c] = true
+	return true
+}
+
+// Byte classes of the tracestate grammar.
+var (
+	// tracestateKeyFirst marks a key's first character: a-z 0-9.
+	tracestateKeyFirst = byteClass(func(c byte) bool { return c >= 'a' && c <= 'z' || c >= '0' && c <= '9' })
+	// tracestateKeyChar marks the rest of a key: a-z 0-9 _ - * / @.
+	tracestateKeyChar = byteClass(func(c byte) bool {
+		return c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || strings.IndexByte("_-*/@", c) >= 0
+	})
+	// tracestateValueChar marks a value's characters: printable ASCII
+	// other than ',' and '='.
+	tracestateValueChar = byteClass(func(c byte) bool { return c >= 0x20 && c <= 0x7e && c != ',' && c != '=' })
+)
+
+// byteClass tabulates a byte predicate.
+func byteClass(in func(c byte) bool) (t [256]bool) {
+	for i := range t {
+		t[i] = in(byte(i))
 	}
 	return t
-}()
-
-// validTracestateKey checks the level-2 key grammar
-// [a-z0-9][a-z0-9_*/@-]{0,255}, which includes multi-tenant keys
-// (tenant@system).
-func validTracestateKey(k string) bool {
-	if len(k) == 0 || len(k) > w3cMaxKey {
-		return false
-	}
-	if c := k[0]; !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9') {
-		return false
-	}
-	for i := 1; i < len(k); i++ {
-		if !tracestateKeyChar[k[i]] {
-			return false
-		}
-	}
-	return true
-}
-
-// validTracestateValue checks a value: 0 to 256 printable ASCII characters
-// (0x20-0x7e) other than ',' and '=', not ending in a space.
-func validTracestateValue(v string) bool {
-	if len(v) > w3cMaxValue {
-		return false
-	}
-	for i := 0; i < len(v); i++ {
-		if c := v[i]; c < 0x20 || c > 0x7e || c == ',' || c == '=' {
-			return false
-		}
-	}
-	return len(v) == 0 || v[len(v)-1] != ' '
 }
 
 // Inject writes traceparent, version 00 with sc's trace and span id, and
