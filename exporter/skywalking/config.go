@@ -105,7 +105,7 @@ func parseAddress(s string) (endpoint, error) {
 		return endpoint{}, bad
 	}
 	host, port := u.Hostname(), u.Port()
-	if host == "" || strings.ContainsAny(host, "[]") {
+	if host == "" || strings.ContainsAny(host, "[]") || strings.Contains(host, ":") && net.ParseIP(host) == nil {
 		return endpoint{}, bad
 	}
 	if port != "" {

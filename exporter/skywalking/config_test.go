@@ -57,6 +57,7 @@ func TestNewInvalid(t *testing.T) {
 		{"bad port", func(c *Config) { c.Address = "grpc://oap:0" }, "skywalking url must be"},
 		{"port too big", func(c *Config) { c.Address = "grpc://oap:65536" }, "skywalking url must be"},
 		{"no host", func(c *Config) { c.Address = "grpc://:11800" }, "skywalking url must be"},
+		{"ipv6 without brackets", func(c *Config) { c.Address = "grpc://::" }, "skywalking url must be"},
 		{"no service", func(c *Config) { c.Service = "" }, "skywalking service name must be set"},
 		{"no instance", func(c *Config) { c.Instance = "" }, "skywalking instance name must be set"},
 		{"tls on http", func(c *Config) { c.Address = "http://oap:12800"; c.TLS = &TLSConfig{} }, "skywalking tls options need an https:// url"},
