@@ -146,3 +146,11 @@ func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool)
 		time.Sleep(5 * time.Millisecond)
 	}
 }
+
+func formatNames[F fmt.Stringer](fs []F) string {
+	var names []string
+	for _, f := range fs {
+		names = append(names, f.String())
+	}
+	return strings.Join(names, ",")
+}

@@ -1,0 +1,140 @@
+package caddymodule
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/caddyserver/caddy/v2/caddytest"
+)
+
+// TestCaddyfileAdapt compares the JSON each testdata Caddyfile adapts to
+// with the expected JSON after its "----------" line.
+func TestCaddyfileAdapt(t *testing.T) {
+	files, err := filepath.Glob("testdata/caddyfile_adapt/*.caddyfiletest")
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no golden files: %v", err)
+	}
+	for _, f := range files {
+		t.Run(filepath.Base(f), func(t *testing.T) {
+			data, err := os.ReadFile(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			in, want, ok := strings.Cut(string(data), "----------")
+			if !ok {
+				t.Fatalf("%s has no ---------- separator", f)
+			}
+			if !caddytest.CompareAdapt(t, f, in, "caddyfile", strings.TrimSpace(want)) {
+				t.Fail()
+			}
+		})
+	}
+}
+
+// provision runs the Caddy lifecycle on a handler decoded from JSON: what a
+// config load does.
+func provision(t *testing.T, js string) (*Handler, error) {
+	t.Helper()
+	h := new(Handler)
+	if err := json.Unmarshal([]byte(js), h); err != nil {
+		t.Fatalf("bad test JSON: %v", err)
+	}
+	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
+	t.Cleanup(cancel)
+	err := h.Provision(ctx)
+	if err == nil {
+		err = h.Validate()
+	}
+	if err != nil {
+		h.Cleanup()
+		return nil, err
+	}
+	t.Cleanup(func() { h.Cleanup() })
+	return h, nil
+}
+
+func TestBadConfigIsRefusedNamingTheOption(t *testing.T) {
+	tests := []struct {
+		name, json, want string
+	}{
+		{"unknown extract format", `{"propagation":{"extract":["w3c","zipkin"]}}`, `propagation extract: unknown propagation format "zipkin"`},
+		{"unknown inject format", `{"propagation":{"inject":["b4"]}}`, `propagation inject: unknown propagation format "b4"`},
+		{"repeated format", `{"propagation":{"inject":["w3c","w3c"]}}`, `listed twice`},
+		{"ratio above 1", `{"sample_ratio":1.5}`, "sample_ratio must be between 0 and 1, got 1.5"},
+		{"ratio below 0", `{"sample_ratio":-0.1}`, "sample_ratio must be between 0 and 1, got -0.1"},
+		{"bad zipkin url", `{"exporters":[{"type":"zipkin","url":"127.0.0.1:9411"}]}`, `exporter zipkin: url must be an absolute http(s) URL, got "127.0.0.1:9411"`},
+		{"zipkin ftp url", `{"exporters":[{"type":"zipkin","url":"ftp://h/x"}]}`, `exporter zipkin: url must be an absolute http(s) URL`},
+		{"bad skywalking url", `{"exporters":[{"type":"skywalking","url":"tcp://h:1"}]}`, `exporter skywalking: url must be grpc://host:port or http(s)://host:port`},
+		{"unknown exporter", `{"exporters":[{"type":"jaeger","url":"http://h"}]}`, `exporter type must be one of zipkin, skywalking, log; got "jaeger"`},
+		{"negative queue", `{"exporters":[{"type":"log","queue_size":-1}]}`, "exporter log: queue_size must not be negative, got -1"},
+		{"negative batch", `{"exporters":[{"type":"log","batch_size":-5}]}`, "exporter log: batch_size must not be negative, got -5"},
+		{"negative timeout", `{"exporters":[{"type":"log","timeout":-1}]}`, "exporter log: timeout must not be negative"},
+		{"bad drop", `{"exporters":[{"type":"log","drop":"middle"}]}`, `exporter log: drop must be "oldest" or "newest", got "middle"`},
+		{"bad compression", `{"exporters":[{"type":"zipkin","url":"http://h/api/v2/spans","compression":"br"}]}`, "exporter zipkin: compression must be gzip or none"},
+		{"token on zipkin", `{"exporters":[{"type":"zipkin","url":"http://h/api/v2/spans","token":"x"}]}`, "instance, token and keepalive are SkyWalking options"},
+		{"bad response header", `{"response_headers":{"trace_id":"X Trace"}}`, `response_headers trace_id: "X Trace" is not a valid header name`},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := provision(t, tc.json)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("error %v, want one containing %q", err, tc.want)
+			}
+		})
+	}
+}
+
+func TestBadCaddyfileIsRefusedNamingTheOption(t *testing.T) {
+	tests := []struct {
+		name, in, want string
+	}{
+		{"unknown option", "tracingproxy {\n\tsample 0.1\n}", `unknown tracingproxy option "sample"`},
+		{"ratio not a number", "tracingproxy {\n\tsample_ratio lots\n}", `sample_ratio must be a number between 0 and 1, got "lots"`},
+		{"exporter without url", "tracingproxy {\n\texporter zipkin\n}", "exporter zipkin needs a url"},
+		{"unknown exporter type", "tracingproxy {\n\texporter otlp http://x\n}", `exporter type must be one of zipkin, skywalking, log; got "otlp"`},
+		{"negative size", "tracingproxy {\n\texporter log {\n\t\tqueue_size -3\n\t}\n}", "queue_size must not be negative, got -3"},
+		{"bad duration", "tracingproxy {\n\texporter log {\n\t\tflush_interval soon\n\t}\n}", `flush_interval must be a duration such as 500ms or 5s, got "soon"`},
+		{"unknown exporter option", "tracingproxy {\n\texporter log {\n\t\tretries 3\n\t}\n}", `unknown exporter option "retries"`},
+		{"unknown propagation option", "tracingproxy {\n\tpropagation {\n\t\tforward w3c\n\t}\n}", `unknown propagation option "forward"`},
+		{"empty extract", "tracingproxy {\n\tpropagation {\n\t\textract\n\t}\n}", "propagation extract needs at least one format"},
+		{"bad response_headers", "tracingproxy {\n\tresponse_headers everything\n}", `unknown response_headers value "everything"`},
+		{"argument on directive", "tracingproxy now", "wrong argument count"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var h Handler
+			err := h.UnmarshalCaddyfile(caddyfile.NewTestDispenser(tc.in))
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("error %v, want one containing %q", err, tc.want)
+			}
+		})
+	}
+}
+
+func TestDefaults(t *testing.T) {
+	h, err := provision(t, `{}`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h.ServiceName != "tracingproxy" {
+		t.Errorf("service name %q, want tracingproxy", h.ServiceName)
+	}
+	if got := formatNames(h.prop.ExtractFormats()); got != "w3c,b3" {
+		t.Errorf("extract %s, want w3c,b3", got)
+	}
+	if got := formatNames(h.prop.InjectFormats()); got != "w3c,b3" {
+		t.Errorf("inject %s, want w3c,b3", got)
+	}
+	if len(h.queues) != 1 || h.queues[0].name != "log" {
+		t.Errorf("exporters %v, want the log exporter by default", h.Exporters)
+	}
+	if got := h.sampler.Description(); !strings.Contains(got, "ratio(1)") {
+		t.Errorf("sampler %s, want parent-based ratio 1", got)
+	}
+}
