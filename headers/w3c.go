@@ -75,7 +75,7 @@ func init() { register(FormatW3C, func() Codec { return w3cCodec{} }) }
 // w3cCodec reads and writes W3C Trace Context: traceparent and tracestate.
 //
 // Extraction follows the level-2 rules: a version 00 traceparent is exactly
-// 55 characters; a future version (neither 00 nor ff) may be longer, with a
+// 55 characters (after surrounding OWS, which HTTP/1 servers strip anyway); a future version (neither 00 nor ff) may be longer, with a
 // '-' after the flags, and is re-emitted as 00 keeping only the known flags
 // (sampled 0x01, random 0x02). An invalid traceparent makes the format absent
 // and its tracestate is not read. An invalid tracestate (a bad member, a
@@ -102,7 +102,7 @@ func (w3cCodec) Extract(h http.Header, sc *SpanContext) error {
 	default:
 		return ErrW3CMultipleTraceparent
 	}
-	if err := parseTraceparent(tp[0], sc); err != nil {
+	if err := parseTraceparent(trimOWS(tp[0]), sc); err != nil {
 		return err
 	}
 	sc.TraceState = parseTracestate(h[headerTracestate])
@@ -233,10 +233,11 @@ func validTracestate(fields []string) bool {
 //
 //	list-member = key "=" value / OWS, members separated by OWS "," OWS
 //	key         = [a-z0-9][a-z0-9_*/@-]{0,255}
-//	value       = 0*256 of %x20-7E except "," and "=", not ending in a space
+//	value       = 1 to 256 of %x20-7E except "," and "=", not ending in a space
 //
 // A trailing space is OWS before the delimiter, so it is not part of the
-// value.
+// value. The value must not be empty: the specification's ABNF is
+// 0*255(chr) nblk-chr, and the W3C test suite drops "foo=,bar=3".
 func scanTracestate(f string, keys *[w3cMaxMembers]string, n *int) bool {
 	for i := 0; i < len(f); {
 		if c := f[i]; c == ' ' || c == '\t' || c == ',' {
@@ -260,7 +261,7 @@ func scanTracestate(f string, keys *[w3cMaxMembers]string, n *int) bool {
 		for end > start && f[end-1] == ' ' {
 			end--
 		}
-		if end-start > w3cMaxValue {
+		if end == start || end-start > w3cMaxValue {
 			return false
 		}
 		for i < len(f) && (f[i] == ' ' || f[i] == '\t') {
