@@ -217,16 +217,49 @@ func isToken(s string) bool {
 	return true
 }
 
+// request is the inbound request as rules see it; the host is worked out
+// once, by the first rule that asks.
+type request struct {
+	r        *http.Request
+	host     string
+	hostDone bool
+}
+
+// hostname returns the request's host without port, IPv6 brackets or
+// trailing dot.
+func (q *request) hostname() string {
+	if q.hostDone {
+		return q.host
+	}
+	h := q.r.Host
+	if h == "" && q.r.URL != nil {
+		h = q.r.URL.Host
+	}
+	i := len(h)
+	for i > 0 && '0' <= h[i-1] && h[i-1] <= '9' {
+		i--
+	}
+	if i > 0 && h[i-1] == ':' {
+		h = h[:i-1]
+	}
+	if len(h) >= 2 && h[0] == '[' && h[len(h)-1] == ']' {
+		h = h[1 : len(h)-1]
+	}
+	q.host, q.hostDone = strings.TrimSuffix(h, "."), true
+	return q.host
+}
+
 // matches reports whether the request satisfies every condition of the rule.
 // A nil request satisfies only a rule without conditions.
-func (r *Rule) matches(req *http.Request) bool {
+func (r *Rule) matches(q *request) bool {
+	req := q.r
 	if req == nil {
 		return len(r.methods) == 0 && len(r.hosts) == 0 && !r.path.set && len(r.headers) == 0
 	}
 	if len(r.methods) > 0 && !slices.Contains(r.methods, req.Method) {
 		return false
 	}
-	if len(r.hosts) > 0 && !matchHosts(r.hosts, requestHost(req)) {
+	if len(r.hosts) > 0 && !matchHosts(r.hosts, q.hostname()) {
 		return false
 	}
 	for _, h := range r.headers {
@@ -242,22 +275,6 @@ func (r *Rule) matches(req *http.Request) bool {
 		return r.path.match(p)
 	}
 	return true
-}
-
-// requestHost returns the request's host without port, IPv6 brackets or
-// trailing dot.
-func requestHost(req *http.Request) string {
-	h := req.Host
-	if h == "" && req.URL != nil {
-		h = req.URL.Host
-	}
-	if i := strings.LastIndexByte(h, ':'); i >= 0 && strings.IndexByte(h[i:], ']') < 0 {
-		h = h[:i]
-	}
-	if len(h) >= 2 && h[0] == '[' && h[len(h)-1] == ']' {
-		h = h[1 : len(h)-1]
-	}
-	return strings.TrimSuffix(h, ".")
 }
 
 func matchHosts(patterns []hostPattern, h string) bool {
@@ -361,8 +378,9 @@ func Rules(fallback Sampler, list ...Rule) Sampler {
 
 // find returns the index of the first rule matching req, or -1.
 func (rs *rules) find(req *http.Request) int {
+	q := request{r: req}
 	for i := range rs.rules {
-		if rs.rules[i].matches(req) {
+		if rs.rules[i].matches(&q) {
 			return i
 		}
 	}

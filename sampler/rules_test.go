@@ -87,7 +87,7 @@ func TestPathGlob(t *testing.T) {
 			}
 			// The same through a whole rule and request.
 			r := mustRule(t, RuleSpec{Path: tt.pattern, Sample: "always"})
-			if got := r.matches(newRequest("GET", "http://x.test"+tt.path)); got != tt.want {
+			if got := r.matches(&request{r: newRequest("GET", "http://x.test"+tt.path)}); got != tt.want {
 				t.Errorf("rule with path %q on request %q = %v, want %v", tt.pattern, tt.path, got, tt.want)
 			}
 		})
@@ -129,6 +129,8 @@ func TestHostMatch(t *testing.T) {
 		{"case-insensitive request", "api.example.com", "API.Example.COM", true},
 		{"case-insensitive config", "API.example.com", "api.example.com", true},
 		{"port ignored", "api.example.com", "api.example.com:8443", true},
+		{"empty port ignored", "api.example.com", "api.example.com:", true},
+		{"digits in the name kept", "api1.example.com", "api1.example.com", true},
 		{"trailing dot ignored", "api.example.com", "api.example.com.", true},
 		{"trailing dot in config", "api.example.com.", "api.example.com", true},
 		{"other host", "api.example.com", "www.example.com", false},
@@ -148,7 +150,7 @@ func TestHostMatch(t *testing.T) {
 			r := mustRule(t, RuleSpec{Hosts: []string{tt.pattern}, Sample: "always"})
 			req := newRequest("GET", "/")
 			req.Host = tt.host
-			if got := r.matches(req); got != tt.want {
+			if got := r.matches(&request{r: req}); got != tt.want {
 				t.Errorf("host %q on %q = %v, want %v", tt.pattern, tt.host, got, tt.want)
 			}
 		})
@@ -157,7 +159,7 @@ func TestHostMatch(t *testing.T) {
 		r := mustRule(t, RuleSpec{Hosts: []string{"api.example.com"}, Sample: "always"})
 		req := newRequest("GET", "http://api.example.com:9000/x")
 		req.Host = ""
-		if !r.matches(req) {
+		if !r.matches(&request{r: req}) {
 			t.Error("rule did not match the URL's host")
 		}
 	})
@@ -260,7 +262,7 @@ func TestRuleConditions(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			tt.spec.Sample = "always"
 			r := mustRule(t, tt.spec)
-			if got := r.matches(tt.req); got != tt.want {
+			if got := r.matches(&request{r: tt.req}); got != tt.want {
 				t.Errorf("matches = %v, want %v", got, tt.want)
 			}
 		})
@@ -295,6 +297,20 @@ func TestRulesPrecedence(t *testing.T) {
 				t.Errorf("ShouldSample = %+v, want %+v", got, tt.want)
 			}
 		})
+	}
+}
+
+// TestRulesHostWorkedOutOnce checks that later rules see the same host as
+// the first rule that looked at it.
+func TestRulesHostWorkedOutOnce(t *testing.T) {
+	s := Rules(Never(),
+		mustRule(t, RuleSpec{Hosts: []string{"admin.example.com"}, Sample: "never"}),
+		mustRule(t, RuleSpec{Hosts: []string{"*.example.com"}, Path: "/x", Sample: "never"}),
+		mustRule(t, RuleSpec{Hosts: []string{"shop.example.com"}, Sample: "always"}),
+	)
+	req := newRequest("GET", "http://shop.example.com:8080/y")
+	if got := s.ShouldSample(&Params{Request: req}); got != (Decision{true, "rule:2"}) {
+		t.Errorf("ShouldSample = %+v, want sampled by rule:2", got)
 	}
 }
 
@@ -385,7 +401,7 @@ func FuzzHost(f *testing.F) {
 		if err != nil {
 			return
 		}
-		hp.match(requestHost(&http.Request{Host: host}))
+		hp.match((&request{r: &http.Request{Host: host}}).hostname())
 		if hp.wildcard {
 			return
 		}
@@ -393,7 +409,7 @@ func FuzzHost(f *testing.F) {
 		if strings.Contains(hp.name, ":") {
 			self = "[" + hp.name + "]:80"
 		}
-		if !hp.match(requestHost(&http.Request{Host: self})) {
+		if !hp.match((&request{r: &http.Request{Host: self}}).hostname()) {
 			t.Errorf("host %q does not match request host %q", pattern, self)
 		}
 	})
