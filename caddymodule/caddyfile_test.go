@@ -39,7 +39,7 @@ func TestCaddyfileAdapt(t *testing.T) {
 
 // provision runs the Caddy lifecycle on a handler decoded from JSON: what a
 // config load does.
-func provision(t *testing.T, js string) (*Handler, error) {
+func provision(t testing.TB, js string) (*Handler, error) {
 	t.Helper()
 	h := new(Handler)
 	if err := json.Unmarshal([]byte(js), h); err != nil {

@@ -5,6 +5,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -35,11 +36,29 @@ const (
 	phUpstreamStatus   = "http.reverse_proxy.status_code"
 )
 
+// reqState is the per-request scratch of serve. It is pooled: the codec and
+// sampler calls go through interfaces, which would move each of these to the
+// heap on every request.
+type reqState struct {
+	in     headers.Result
+	hop    hop
+	wr     headers.Writer
+	params sampler.Params
+}
+
+var statePool = sync.Pool{New: func() any { return new(reqState) }}
+
 // serve is the request flow of DESIGN.md: extract, sample, inject, call next,
 // record.
 func (h *Handler) serve(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
 	start := now()
-	in := h.prop.Extract(r.Header)
+	st := statePool.Get().(*reqState)
+	defer func() {
+		*st = reqState{}
+		statePool.Put(st)
+	}()
+	st.in = h.prop.Extract(r.Header)
+	in := &st.in
 	if in.Malformed != 0 {
 		h.metrics.countMalformed(in.Malformed)
 		if c := h.logger.Check(zapcore.DebugLevel, "ignoring malformed trace header"); c != nil {
@@ -47,19 +66,18 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, next caddyhttp.H
 		}
 	}
 
-	var t hop
-	t.init(h, &in, r)
+	t := &st.hop
+	t.init(h, in, r, &st.params)
 	h.metrics.countDecision(t.decision)
 
 	// Replace the caller's trace headers with the context of our CLIENT
 	// span; reverse_proxy copies the request headers upstream.
 	h.prop.Clear(r.Header)
-	var wr headers.Writer
-	h.prop.Inject(&t.out, &wr)
-	wr.Apply(r.Header)
+	h.prop.Inject(&t.out, &st.wr)
+	st.wr.Apply(r.Header)
 
-	h.setResponseHeaders(w, &t)
-	h.annotate(r, &t)
+	h.setResponseHeaders(w, t)
+	h.annotate(r, t)
 
 	if !t.decision.Sample {
 		return next.ServeHTTP(w, r)
@@ -70,7 +88,7 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, next caddyhttp.H
 	err := next.ServeHTTP(sr, r)
 	end := now()
 
-	rec := h.record(r, &t, sr, err, start, callStart, end)
+	rec := h.record(r, t, sr, err, start, callStart, end)
 	for _, q := range h.queues {
 		q.q.Enqueue(rec)
 	}
@@ -87,7 +105,7 @@ type hop struct {
 	swTraceID  string              // the SkyWalking trace id string, when segments are on
 }
 
-func (t *hop) init(h *Handler, in *headers.Result, r *http.Request) {
+func (t *hop) init(h *Handler, in *headers.Result, r *http.Request, p *sampler.Params) {
 	t.in = in
 	t.continuing = in.Format != headers.FormatNone && in.HasIDs()
 	o := &t.out
@@ -100,11 +118,11 @@ func (t *hop) init(h *Handler, in *headers.Result, r *http.Request) {
 		o.TraceID = headers.NewTraceID()
 		o.Random = true
 	}
-	p := sampler.Params{TraceID: o.TraceID, HasParent: t.continuing, Request: r}
+	*p = sampler.Params{TraceID: o.TraceID, HasParent: t.continuing, Request: r}
 	if in.Format != headers.FormatNone {
 		p.Parent = in.Sampling
 	}
-	t.decision = h.sampler.ShouldSample(&p)
+	t.decision = h.sampler.ShouldSample(p)
 	switch {
 	case t.decision.Sample && p.Parent == headers.SamplingDebug:
 		o.Sampling = headers.SamplingDebug
@@ -114,17 +132,23 @@ func (t *hop) init(h *Handler, in *headers.Result, r *http.Request) {
 		o.Sampling = headers.SamplingDeny
 	}
 	t.serverID = headers.NewSpanID()
-	o.SpanID = headers.NewSpanID()
 	o.ParentID = t.serverID
-	if h.segments {
+	if !h.segments {
+		o.SpanID = headers.NewSpanID()
+	} else {
 		if t.continuing && in.SW.TraceID != "" {
 			t.swTraceID = in.SW.TraceID
 		} else {
 			t.swTraceID = o.TraceID.String()
 		}
+		seg := newSegmentID()
+		// The CLIENT span is our Exit span 1; deriving its id from the
+		// segment lets the next proxy, reading only our sw8, name the same
+		// parent span that Zipkin receives from us.
+		o.SpanID = headers.SpanIDFromSW(seg, 1)
 		o.SW = headers.SkyWalking{
 			TraceID:   t.swTraceID,
-			SegmentID: newSegmentID(),
+			SegmentID: seg,
 			SpanID:    1,
 			Service:   h.ServiceName,
 			Instance:  h.Instance,
@@ -183,17 +207,42 @@ func (h *Handler) setResponseHeaders(w http.ResponseWriter, t *hop) {
 }
 
 // annotate exposes the ids as {http.vars.trace_id}, {http.vars.span_id} and
-// in the access log.
+// in the access log (trace_id, span_id). The ids become strings only when
+// something reads them.
 func (h *Handler) annotate(r *http.Request, t *hop) {
-	traceID, spanID := t.out.TraceID.String(), t.serverID.String()
+	ids := &traceIDs{trace: t.out.TraceID, span: t.serverID}
 	ctx := r.Context()
-	caddyhttp.SetVar(ctx, "trace_id", traceID)
-	caddyhttp.SetVar(ctx, "span_id", spanID)
+	caddyhttp.SetVar(ctx, "trace_id", (*traceIDVar)(ids))
+	caddyhttp.SetVar(ctx, "span_id", (*spanIDVar)(ids))
 	if extra, ok := ctx.Value(caddyhttp.ExtraLogFieldsCtxKey).(*caddyhttp.ExtraLogFields); ok {
-		extra.Add(zap.String("trace_id", traceID))
-		extra.Add(zap.String("span_id", spanID))
+		extra.Add(zap.Inline(ids))
 	}
 }
+
+// traceIDs are the ids a request exposes to placeholders and logs.
+type traceIDs struct {
+	trace headers.TraceID
+	span  headers.SpanID
+}
+
+// MarshalLogObject writes trace_id and span_id.
+func (ids *traceIDs) MarshalLogObject(enc zapcore.ObjectEncoder) error {
+	enc.AddString("trace_id", ids.trace.String())
+	enc.AddString("span_id", ids.span.String())
+	return nil
+}
+
+// traceIDVar is the value of {http.vars.trace_id}.
+type traceIDVar traceIDs
+
+// String returns the 32-hex trace id.
+func (v *traceIDVar) String() string { return v.trace.String() }
+
+// spanIDVar is the value of {http.vars.span_id}.
+type spanIDVar traceIDs
+
+// String returns the 16-hex SERVER span id.
+func (v *spanIDVar) String() string { return v.span.String() }
 
 // recordBuf holds a record with room for its spans and tags, so a sampled
 // request allocates them at once.
@@ -307,14 +356,15 @@ func (h *Handler) record(r *http.Request, t *hop, sr *statusRecorder, err error,
 // clientAddress is the client's address as Caddy sees it (honouring
 // trusted_proxies) with the connection's port.
 func clientAddress(r *http.Request) string {
-	host, port, err := net.SplitHostPort(r.RemoteAddr)
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
 	if err != nil {
 		return r.RemoteAddr
 	}
 	if ip, ok := caddyhttp.GetVar(r.Context(), caddyhttp.ClientIPVarKey).(string); ok && ip != "" && ip != host {
+		// The client is behind a trusted proxy: its port is unknown.
 		return net.JoinHostPort(ip, "0")
 	}
-	return net.JoinHostPort(host, port)
+	return r.RemoteAddr
 }
 
 // statusRecorder remembers the status code a response was sent with.
