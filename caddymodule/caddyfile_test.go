@@ -138,3 +138,17 @@ func TestDefaults(t *testing.T) {
 		t.Errorf("sampler %s, want parent-based ratio 1", got)
 	}
 }
+
+func TestSkyWalkingInstanceNamesTheHandler(t *testing.T) {
+	h, err := provision(t, `{"exporters":[{"type":"skywalking","url":"grpc://127.0.0.1:1","instance":"orders-7"}]}`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h.Instance != "orders-7" {
+		t.Errorf("handler instance %q, want the exporter's orders-7 so segments and keepalives agree", h.Instance)
+	}
+	_, err = provision(t, `{"instance":"a","exporters":[{"type":"skywalking","url":"grpc://127.0.0.1:1","instance":"b"}]}`)
+	if err == nil || !strings.Contains(err.Error(), `instance "a" and exporter skywalking instance "b" differ`) {
+		t.Errorf("error %v, want the conflict named", err)
+	}
+}

@@ -147,12 +147,6 @@ func (ec *ExporterConfig) flushTimeout() time.Duration {
 	return defaultFlushTimeout
 }
 
-func (ec *ExporterConfig) instance(h *Handler) string {
-	if ec.Instance != "" {
-		return ec.Instance
-	}
-	return h.Instance
-}
 
 // displayName names the exporter in logs and metrics: its type and target.
 func (ec *ExporterConfig) displayName() string {
@@ -176,7 +170,7 @@ func (ec *ExporterConfig) newExporter(h *Handler) (exporter.Exporter, error) {
 		cfg := skywalking.Config{
 			Address:   ec.URL,
 			Service:   h.ServiceName,
-			Instance:  ec.instance(h),
+			Instance:  h.Instance,
 			Token:     repl.ReplaceAll(ec.Token, ""),
 			KeepAlive: time.Duration(ec.KeepAlive),
 			Version:   Version,

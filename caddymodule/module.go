@@ -113,6 +113,18 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if h.ServiceName == "" {
 		h.ServiceName = defaultServiceName
 	}
+	// A SkyWalking exporter may name the instance; segments carry the
+	// handler's, so the two must agree.
+	for _, ec := range h.Exporters {
+		if ec.Type != exporterSkyWalking || ec.Instance == "" {
+			continue
+		}
+		if h.Instance == "" {
+			h.Instance = ec.Instance
+		} else if h.Instance != ec.Instance {
+			return fmt.Errorf("instance %q and exporter skywalking instance %q differ: set one", h.Instance, ec.Instance)
+		}
+	}
 	if h.Instance == "" {
 		h.Instance = defaultInstance()
 	}

@@ -94,7 +94,7 @@ func (ec *ExporterConfig) poolKey(h *Handler) (string, error) {
 	}
 	key := string(b)
 	if ec.Type == exporterSkyWalking {
-		key += "|" + h.ServiceName + "|" + ec.instance(h)
+		key += "|" + h.ServiceName + "|" + h.Instance
 	}
 	return key, nil
 }
