@@ -32,6 +32,9 @@ type RuleSpec struct {
 	// "/health*" matches "/health" and "/healthz" but not "/health/live".
 	// "**" anywhere else is an error.
 	Path string
+	// Paths, when set, are further globs like Path; the rule matches when
+	// the path matches any of Path and Paths.
+	Paths []string
 	// Headers, when set, maps header names to the exact value each must
 	// have (any one of a repeated header's values may match).
 	Headers map[string]string
@@ -52,7 +55,7 @@ type RuleSpec struct {
 type Rule struct {
 	methods  []string
 	hosts    []hostPattern
-	path     pathPattern
+	paths    []pathPattern
 	headers  []headerMatch
 	sampler  Sampler
 	override bool
@@ -72,7 +75,6 @@ type headerMatch struct {
 // pathPattern is a compiled RuleSpec.Path.
 type pathPattern struct {
 	glob    string // the pattern, without a final "/**"; "" with subtree matches all
-	set     bool   // a pattern was given
 	subtree bool   // the pattern ended in "/**"
 	literal bool   // glob has no metacharacters: compare strings
 	lit     string // glob's literal prefix, up to its first metacharacter
@@ -104,13 +106,19 @@ func NewRule(spec RuleSpec) (Rule, error) {
 	if len(spec.Hosts) > 0 {
 		desc = append(desc, "host "+strings.Join(spec.Hosts, ","))
 	}
+	globs := spec.Paths
 	if spec.Path != "" {
-		pp, err := compilePath(spec.Path)
+		globs = append([]string{spec.Path}, spec.Paths...)
+	}
+	for _, g := range globs {
+		pp, err := compilePath(g)
 		if err != nil {
 			return Rule{}, err
 		}
-		r.path = pp
-		desc = append(desc, "path "+spec.Path)
+		r.paths = append(r.paths, pp)
+	}
+	if len(globs) > 0 {
+		desc = append(desc, "path "+strings.Join(globs, ","))
 	}
 	for _, name := range slices.Sorted(maps.Keys(spec.Headers)) {
 		if !isToken(name) {
@@ -179,7 +187,7 @@ func compilePath(p string) (pathPattern, error) {
 	if !strings.HasPrefix(p, "/") {
 		return pathPattern{}, fmt.Errorf(`rule: path must start with "/", got %q`, p)
 	}
-	pp := pathPattern{glob: p, set: true}
+	pp := pathPattern{glob: p}
 	if g, ok := strings.CutSuffix(p, "/**"); ok {
 		pp.glob, pp.subtree = g, true
 	}
@@ -254,7 +262,7 @@ func (q *request) hostname() string {
 func (r *Rule) matches(q *request) bool {
 	req := q.r
 	if req == nil {
-		return len(r.methods) == 0 && len(r.hosts) == 0 && !r.path.set && len(r.headers) == 0
+		return len(r.methods) == 0 && len(r.hosts) == 0 && len(r.paths) == 0 && len(r.headers) == 0
 	}
 	if len(r.methods) > 0 && !slices.Contains(r.methods, req.Method) {
 		return false
@@ -267,12 +275,17 @@ func (r *Rule) matches(q *request) bool {
 			return false
 		}
 	}
-	if r.path.set {
+	if len(r.paths) > 0 {
 		p := ""
 		if req.URL != nil {
 			p = req.URL.Path
 		}
-		return r.path.match(p)
+		for i := range r.paths {
+			if r.paths[i].match(p) {
+				return true
+			}
+		}
+		return false
 	}
 	return true
 }

@@ -414,3 +414,20 @@ func FuzzHost(f *testing.F) {
 		}
 	})
 }
+
+func TestRulePathsMatchAny(t *testing.T) {
+	r, err := NewRule(RuleSpec{Path: "/health", Paths: []string{"/ready", "/live/**"}, Sample: "never"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := Rules(Always(), r)
+	for path, want := range map[string]bool{"/health": false, "/ready": false, "/live": false, "/live/x": false, "/orders": true} {
+		req := httptest.NewRequest("GET", path, nil)
+		if got := s.ShouldSample(&Params{Request: req}).Sample; got != want {
+			t.Errorf("%s: sampled %v, want %v", path, got, want)
+		}
+	}
+	if _, err := NewRule(RuleSpec{Paths: []string{"/ok", "bad"}, Sample: "never"}); err == nil {
+		t.Error("a bad glob among Paths was accepted")
+	}
+}
