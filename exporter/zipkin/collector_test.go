@@ -14,6 +14,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/openzipkin/zipkin-go/model"
 )
@@ -77,6 +78,9 @@ func keySet(v any) map[string]bool {
 // decodeSpans strictly decodes a ListOfSpans body: an array of spans, each
 // valid per validateSpan, cross-checked against zipkin-go's decoder.
 func decodeSpans(body []byte) ([]zSpan, error) {
+	if !utf8.Valid(body) {
+		return nil, errors.New("body is not valid UTF-8")
+	}
 	if err := checkRaw(body, "list"); err != nil {
 		return nil, err
 	}
@@ -110,6 +114,9 @@ func decodeSpans(body []byte) ([]zSpan, error) {
 // decodeSpan strictly decodes one span object, as LogExporter writes it.
 func decodeSpan(line []byte) (zSpan, error) {
 	var s zSpan
+	if !utf8.Valid(line) {
+		return s, errors.New("line is not valid UTF-8")
+	}
 	if err := checkRaw(line, "span"); err != nil {
 		return s, err
 	}
@@ -522,6 +529,7 @@ func TestCollectorRejectsInvalid(t *testing.T) {
 	}{
 		{"single object", `{` + ok + `}`},
 		{"empty list", `[]`},
+		{"invalid utf-8", `[{` + ok + `,"name":"a\xffb"}]`},
 		{"not json", `[{` + ok + `]`},
 		{"trailing data", `[{` + ok + `}] x`},
 		{"string timestamp", `[{` + ok + `,"timestamp":"1502787600000000"}]`},

@@ -316,8 +316,10 @@ func seen(dst []byte, keys [][2]int, start int) bool {
 
 // appendString writes s as a quoted JSON string: quotes, backslashes and
 // control characters escaped, U+2028 and U+2029 escaped for JavaScript
-// readers, and each byte of invalid UTF-8 replaced by \ufffd. With lower set
-// it lowercases s as strings.ToLower does.
+// readers, and each byte of invalid UTF-8 replaced by U+FFFD, written raw so
+// that equal strings are always written alike (tag keys are deduplicated on
+// their written form). With lower set it lowercases s as strings.ToLower
+// does.
 func appendString(dst []byte, s string, lower bool) []byte {
 	safe := &plainSafe
 	if lower {
@@ -359,7 +361,7 @@ func appendString(dst []byte, s string, lower bool) []byte {
 		switch {
 		case r == utf8.RuneError && size == 1:
 			dst = append(dst, s[start:i]...)
-			dst = append(dst, `\ufffd`...)
+			dst = append(dst, string(utf8.RuneError)...)
 		case r == '\u2028' || r == '\u2029':
 			dst = append(dst, s[start:i]...)
 			dst = append(dst, '\\', 'u', '2', '0', '2', hexDigits[r&0xf])

@@ -237,7 +237,7 @@ func TestAppendJSONSpanFields(t *testing.T) {
 			}
 		}},
 		{"keys that escape alike are one key", func(r *exporter.Record) {
-			r.Server.Tags = []exporter.Tag{{Key: "a\xff", Value: "1"}, {Key: "a\xfe", Value: "2"}}
+			r.Server.Tags = []exporter.Tag{{Key: "a\xff", Value: "1"}, {Key: "a\xfe", Value: "2"}, {Key: "a\uFFFD", Value: "3"}}
 		}, func(t *testing.T, server, _ zSpan) {
 			if server.Tags["a\uFFFD"] != "1" {
 				t.Errorf("tags %v", server.Tags)

@@ -464,3 +464,24 @@ func TestExportReusesConnectionAndShutdownClosesIt(t *testing.T) {
 		})
 	}
 }
+
+// The transport may read a request body after Export returned; the
+// readers then fail instead of reading a buffer the next Export rewrites.
+func TestBodyGuard(t *testing.T) {
+	g := &bodyGuard{b: []byte("0123456789")}
+	r1, r2 := g.reader(), g.reader()
+	p := make([]byte, 4)
+	if n, err := r1.Read(p); n != 4 || err != nil || string(p) != "0123" {
+		t.Fatalf("first read %d %v %q", n, err, p[:n])
+	}
+	if b, err := io.ReadAll(r2); err != nil || string(b) != "0123456789" {
+		t.Fatalf("a second reader (GetBody) read %q, %v; want the whole body", b, err)
+	}
+	if b, err := io.ReadAll(r1); err != nil || string(b) != "456789" {
+		t.Fatalf("rest of the first reader %q, %v", b, err)
+	}
+	g.detach()
+	if n, err := g.reader().Read(p); n != 0 || !errors.Is(err, errDetached) {
+		t.Fatalf("read after detach: %d, %v; want errDetached", n, err)
+	}
+}
