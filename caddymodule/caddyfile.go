@@ -32,6 +32,16 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //			inject  <format...>              # every format written upstream; default: w3c b3
 //		}
 //		sample_ratio <0..1>                  # for new traces; default 1
+//		sampler {
+//			ratio               <0..1>       # new traces (same as sample_ratio)
+//			parent              respect|ignore   # default respect
+//			max_per_second      <n>          # cap on head-sampled new traces
+//			rule [method <m...>] [host <h...>] [path <glob...>] [header <name> <value>] always|never|ratio <r>
+//			keep_errors                      # export 5xx and upstream failures anyway
+//			keep_slower_than    <duration>   # export slow requests anyway
+//			keep_max_per_second <n>          # cap on kept requests; default 10
+//			force_header        <name>       # a trusted client sets it to force sampling
+//		}
 //		response_headers [server_timing] [trace_id <header-name>]
 //		upstream_address <host:port>         # sw8 target address; default: last dialled upstream
 //		exporter zipkin <url> {
@@ -132,6 +142,12 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 					return d.Errf("unknown response_headers value %q (allowed: server_timing, trace_id <header-name>)", args[i])
 				}
 			}
+		case "sampler":
+			sc, err := parseSampler(d)
+			if err != nil {
+				return err
+			}
+			h.Sampler = sc
 		case "exporter":
 			ec, err := parseExporter(d)
 			if err != nil {
@@ -139,9 +155,120 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			}
 			h.Exporters = append(h.Exporters, ec)
 		default:
-			return d.Errf("unknown tracingproxy option %q (allowed: service_name, instance, propagation, sample_ratio, response_headers, upstream_address, exporter)", opt)
+			return d.Errf("unknown tracingproxy option %q (allowed: service_name, instance, propagation, sample_ratio, sampler, response_headers, upstream_address, exporter)", opt)
 		}
 	}
+	return nil
+}
+
+func parseSampler(d *caddyfile.Dispenser) (*SamplerConfig, error) {
+	if d.NextArg() {
+		return nil, d.ArgErr()
+	}
+	sc := new(SamplerConfig)
+	for d.NextBlock(1) {
+		opt := d.Val()
+		var err error
+		switch opt {
+		case "ratio":
+			var f float64
+			err = floatArg(d, &f)
+			sc.Ratio = &f
+		case "parent":
+			err = oneArg(d, &sc.Parent)
+		case "max_per_second":
+			err = floatArg(d, &sc.MaxPerSecond)
+		case "keep_max_per_second":
+			var f float64
+			err = floatArg(d, &f)
+			sc.KeepMaxPerSecond = &f
+		case "keep_errors":
+			if d.NextArg() {
+				return nil, d.ArgErr()
+			}
+			sc.KeepErrors = true
+		case "keep_slower_than":
+			err = durationArg(d, &sc.KeepSlowerThan)
+		case "force_header":
+			err = oneArg(d, &sc.ForceHeader)
+		case "rule":
+			var r *SamplingRule
+			r, err = parseRule(d)
+			sc.Rules = append(sc.Rules, r)
+		default:
+			err = d.Errf("unknown sampler option %q (allowed: ratio, parent, max_per_second, rule, keep_errors, keep_slower_than, keep_max_per_second, force_header)", opt)
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	return sc, nil
+}
+
+// parseRule reads: rule [method <m...>] [host <h...>] [path <glob...>]
+// [header <name> <value>] always|never|ratio <r>
+func parseRule(d *caddyfile.Dispenser) (*SamplingRule, error) {
+	r := new(SamplingRule)
+	args := d.RemainingArgs()
+	var list *[]string
+	for i := 0; i < len(args); i++ {
+		switch a := args[i]; a {
+		case "method":
+			list = &r.Methods
+		case "host":
+			list = &r.Hosts
+		case "path":
+			list = &r.Paths
+		case "header":
+			if i+2 >= len(args) {
+				return nil, d.Errf("sampler rule: header needs a name and a value")
+			}
+			if r.Headers == nil {
+				r.Headers = map[string]string{}
+			}
+			r.Headers[args[i+1]] = args[i+2]
+			i += 2
+			list = nil
+		case "always", "never", "ratio":
+			r.Sample = a
+			if a == "ratio" {
+				if i+1 >= len(args) {
+					return nil, d.Errf("sampler rule: ratio needs a number between 0 and 1")
+				}
+				f, err := strconv.ParseFloat(args[i+1], 64)
+				if err != nil {
+					return nil, d.Errf("sampler rule: ratio must be a number between 0 and 1, got %q", args[i+1])
+				}
+				r.Ratio = f
+				i++
+			}
+			if i != len(args)-1 {
+				return nil, d.Errf("sampler rule: %s must come last, after the conditions", a)
+			}
+		default:
+			if list == nil {
+				return nil, d.Errf("sampler rule: unexpected %q (want method, host, path, header, then always, never or ratio <r>)", a)
+			}
+			*list = append(*list, a)
+		}
+	}
+	if r.Sample == "" {
+		return nil, d.Errf("sampler rule: end the rule with always, never or ratio <r>")
+	}
+	return r, nil
+}
+
+func floatArg(d *caddyfile.Dispenser, dst *float64) error {
+	opt := d.Val()
+	var s string
+	if err := oneArg(d, &s); err != nil {
+		return err
+	}
+	f, err := strconv.ParseFloat(s, 64)
+	if err != nil {
+		return d.Errf("%s must be a number, got %q", opt, s)
+	}
+	*dst = f
 	return nil
 }
 

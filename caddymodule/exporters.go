@@ -147,7 +147,6 @@ func (ec *ExporterConfig) flushTimeout() time.Duration {
 	return defaultFlushTimeout
 }
 
-
 // displayName names the exporter in logs and metrics: its type and target.
 func (ec *ExporterConfig) displayName() string {
 	if ec.URL == "" {

@@ -1,6 +1,7 @@
 package caddymodule
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"net"
@@ -153,4 +154,17 @@ func formatNames[F fmt.Stringer](fs []F) string {
 		names = append(names, f.String())
 	}
 	return strings.Join(names, ",")
+}
+
+// flushQueues exports everything the pooled queues hold.
+func flushQueues(t *testing.T) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	queuePool.Range(func(_, v any) bool {
+		if err := v.(*pooledQueue).q.ForceFlush(ctx); err != nil {
+			t.Errorf("flushing %s: %v", v.(*pooledQueue).name, err)
+		}
+		return true
+	})
 }

@@ -46,6 +46,10 @@ type Handler struct {
 	// callers' decisions are followed. Default: 1.
 	SampleRatio *float64 `json:"sample_ratio,omitempty"`
 
+	// Sampler chooses which traces are recorded, beyond sample_ratio: rate
+	// caps, per-route rules, and keeping failed or slow requests.
+	Sampler *SamplerConfig `json:"sampler,omitempty"`
+
 	// ResponseHeaders chooses what the client is told about its trace.
 	// Default: nothing.
 	ResponseHeaders *ResponseHeaders `json:"response_headers,omitempty"`
@@ -62,6 +66,7 @@ type Handler struct {
 
 	prop     *headers.Propagator
 	sampler  sampler.Sampler
+	keep     keepPolicy
 	segments bool // SkyWalking segment ids are needed
 	queues   []*pooledQueue
 	logger   *zap.Logger
@@ -152,11 +157,12 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		}
 	}
 
-	ratio := 1.0
-	if h.SampleRatio != nil {
-		ratio = *h.SampleRatio
+	if h.SampleRatio != nil && !(*h.SampleRatio >= 0 && *h.SampleRatio <= 1) {
+		return fmt.Errorf("sample_ratio must be between 0 and 1, got %g", *h.SampleRatio)
 	}
-	h.sampler = sampler.ParentBased(sampler.Ratio(ratio))
+	if h.sampler, h.keep, err = h.buildSampler(); err != nil {
+		return err
+	}
 
 	if len(h.Exporters) == 0 {
 		h.Exporters = []*ExporterConfig{{Type: exporterLog}}
@@ -181,9 +187,6 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 
 // Validate checks the configuration; errors name the option at fault.
 func (h *Handler) Validate() error {
-	if h.SampleRatio != nil && (*h.SampleRatio < 0 || *h.SampleRatio > 1) {
-		return fmt.Errorf("sample_ratio must be between 0 and 1, got %g", *h.SampleRatio)
-	}
 	if rh := h.ResponseHeaders; rh != nil && rh.TraceID != "" && !validHeaderName(rh.TraceID) {
 		return fmt.Errorf("response_headers trace_id: %q is not a valid header name", rh.TraceID)
 	}

@@ -79,7 +79,7 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, next caddyhttp.H
 	h.setResponseHeaders(w, t)
 	h.annotate(r, t)
 
-	if !t.decision.Sample {
+	if !t.decision.Sample && !h.keep.enabled() {
 		return next.ServeHTTP(w, r)
 	}
 
@@ -88,6 +88,17 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, next caddyhttp.H
 	err := next.ServeHTTP(sr, r)
 	end := now()
 
+	if !t.decision.Sample {
+		// Deferred keep: the head said no, but a failed or slow request
+		// is exported anyway, marked with why.
+		status, _ := finalStatus(sr, err)
+		reason := h.keep.keep(status, err, end.Sub(start))
+		if reason == "" {
+			return err
+		}
+		t.decision.Reason = reason
+		h.metrics.countDecision(sampler.Decision{Sample: true, Reason: reason})
+	}
 	rec := h.record(r, t, sr, err, start, callStart, end)
 	for _, q := range h.queues {
 		q.q.Enqueue(rec)
@@ -118,7 +129,7 @@ func (t *hop) init(h *Handler, in *headers.Result, r *http.Request, p *sampler.P
 		o.TraceID = headers.NewTraceID()
 		o.Random = true
 	}
-	*p = sampler.Params{TraceID: o.TraceID, HasParent: t.continuing, Request: r}
+	*p = sampler.Params{TraceID: o.TraceID, HasParent: t.continuing, Request: r, Forced: h.keep.forced(r)}
 	if in.Format != headers.FormatNone {
 		p.Parent = in.Sampling
 	}
@@ -268,22 +279,7 @@ func (h *Handler) record(r *http.Request, t *hop, sr *statusRecorder, err error,
 		rec.Parent = t.in.SW
 	}
 
-	status := sr.status
-	var errText string
-	if err != nil {
-		errText = err.Error()
-		var he caddyhttp.HandlerError
-		if errors.As(err, &he) && he.StatusCode != 0 {
-			status = he.StatusCode
-		} else {
-			status = http.StatusInternalServerError
-		}
-	} else if status == 0 {
-		status = http.StatusOK
-	}
-	if errText == "" && status >= 500 {
-		errText = http.StatusText(status)
-	}
+	status, errText := finalStatus(sr, err)
 
 	name := operationName(r)
 	path := r.URL.Path
@@ -351,6 +347,28 @@ func (h *Handler) record(r *http.Request, t *hop, sr *statusRecorder, err error,
 	b.clients[0] = cs
 	rec.Clients = b.clients[:1]
 	return rec
+}
+
+// finalStatus is the status the client gets and, for a failure, its
+// description: the handler error's status when next failed (Caddy writes the
+// error response after us), else what was written.
+func finalStatus(sr *statusRecorder, err error) (status int, errText string) {
+	status = sr.status
+	if err != nil {
+		errText = err.Error()
+		var he caddyhttp.HandlerError
+		if errors.As(err, &he) && he.StatusCode != 0 {
+			status = he.StatusCode
+		} else {
+			status = http.StatusInternalServerError
+		}
+	} else if status == 0 {
+		status = http.StatusOK
+	}
+	if errText == "" && status >= 500 {
+		errText = http.StatusText(status)
+	}
+	return status, errText
 }
 
 // clientAddress is the client's address as Caddy sees it (honouring
