@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/tracingproxy/tracingproxy/exporter"
+	"github.com/tracingproxy/tracingproxy/internal/swtest"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	commonv3 "skywalking.apache.org/repo/goapi/collect/common/v3"
@@ -76,14 +77,13 @@ func wantProperties(version string) *managementv3.InstanceProperties {
 }
 
 func TestGRPCExport(t *testing.T) {
-	c := &collector{}
-	addr, _ := serveGRPC(t, c, "127.0.0.1:0")
-	e := newExporter(t, Config{Address: "grpc://" + addr, Token: "s3cret", KeepAlive: 20 * time.Millisecond, Version: "1.2.3"})
+	c := swtest.NewGRPCCollector(t, swtest.GRPCOptions{Token: "s3cret"})
+	e := newExporter(t, Config{Address: "grpc://" + c.Addr(), Token: "s3cret", KeepAlive: 20 * time.Millisecond, Version: "1.2.3"})
 
 	if err := export(e, 5*time.Second, testRecord(), testRecord()); err != nil {
 		t.Fatalf("Export: %v", err)
 	}
-	segs, _, _, _ := c.received()
+	segs := c.Segments()
 	if len(segs) != 2 {
 		t.Fatalf("collector received %d segments, want 2", len(segs))
 	}
@@ -91,11 +91,8 @@ func TestGRPCExport(t *testing.T) {
 		equalProto(t, "segment "+strconv.Itoa(i), s, wantSegment())
 	}
 
-	eventually(t, 5*time.Second, "three keepAlives", func() bool {
-		_, _, _, pings := c.received()
-		return len(pings) >= 3
-	})
-	_, tokens, props, pings := c.received()
+	c.WaitKeepAlives(t, 3, 5*time.Second)
+	tokens, props, pings := c.Tokens(), c.Properties(), c.KeepAlives()
 	if len(props) != 1 {
 		t.Fatalf("instance properties reported %d times, want once", len(props))
 	}
@@ -111,13 +108,12 @@ func TestGRPCExport(t *testing.T) {
 }
 
 func TestGRPCExportEmptyBatch(t *testing.T) {
-	c := &collector{}
-	addr, _ := serveGRPC(t, c, "127.0.0.1:0")
-	e := newExporter(t, Config{Address: "grpc://" + addr, KeepAlive: -1})
+	c := swtest.NewGRPCCollector(t, swtest.GRPCOptions{})
+	e := newExporter(t, Config{Address: "grpc://" + c.Addr(), KeepAlive: -1})
 	if err := export(e, 5*time.Second); err != nil {
 		t.Fatalf("Export of nothing: %v", err)
 	}
-	if _, tokens, _, _ := c.received(); len(tokens) != 0 {
+	if tokens := c.Tokens(); len(tokens) != 0 {
 		t.Errorf("an empty batch opened %d calls, want none", len(tokens))
 	}
 }
@@ -143,9 +139,8 @@ func TestGRPCStatusMapping(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			c := &collector{fail: status.Error(tt.code, "collector says no")}
-			addr, _ := serveGRPC(t, c, "127.0.0.1:0")
-			e := newExporter(t, Config{Address: "grpc://" + addr, Token: tt.token, KeepAlive: -1})
+			c := swtest.NewGRPCCollector(t, swtest.GRPCOptions{Fail: status.Error(tt.code, "collector says no")})
+			e := newExporter(t, Config{Address: "grpc://" + c.Addr(), Token: tt.token, KeepAlive: -1})
 			err := export(e, 5*time.Second, testRecord())
 			if err == nil {
 				t.Fatal("Export succeeded against a failing collector")
@@ -190,9 +185,8 @@ func TestGRPCCollectorDown(t *testing.T) {
 }
 
 func TestGRPCStalledStream(t *testing.T) {
-	c := &collector{stall: true}
-	addr, _ := serveGRPC(t, c, "127.0.0.1:0")
-	e := newExporter(t, Config{Address: "grpc://" + addr, KeepAlive: -1})
+	c := swtest.NewGRPCCollector(t, swtest.GRPCOptions{Stall: true})
+	e := newExporter(t, Config{Address: "grpc://" + c.Addr(), KeepAlive: -1})
 	start := time.Now()
 	err := export(e, 300*time.Millisecond, testRecord())
 	if took := time.Since(start); took > 2*time.Second {
@@ -207,55 +201,34 @@ func TestGRPCStalledStream(t *testing.T) {
 }
 
 func TestGRPCReconnect(t *testing.T) {
-	first := &collector{}
-	addr, stop := serveGRPC(t, first, "127.0.0.1:0")
-	e := newExporter(t, Config{Address: "grpc://" + addr, KeepAlive: -1})
+	c := swtest.NewGRPCCollector(t, swtest.GRPCOptions{})
+	e := newExporter(t, Config{Address: "grpc://" + c.Addr(), KeepAlive: -1})
 	if err := export(e, 5*time.Second, testRecord()); err != nil {
-		t.Fatalf("Export to the first collector: %v", err)
+		t.Fatalf("Export to the collector: %v", err)
 	}
-	stop()
+	c.Stop()
 	err := export(e, 5*time.Second, testRecord())
 	if retry, _ := exporter.IsRetryable(err); !retry {
 		t.Fatalf("Export to a stopped collector: %v, want retryable", err)
 	}
 
-	second := &collector{}
-	serveGRPC(t, second, addr)
+	c.Restart(t)
 	eventually(t, 15*time.Second, "an Export to the restarted collector", func() bool {
 		return export(e, time.Second, testRecord()) == nil
 	})
-	if segs, _, _, _ := second.received(); len(segs) == 0 {
-		t.Fatal("the restarted collector received nothing")
+	if segs := c.Segments(); len(segs) < 2 {
+		t.Fatalf("the collector holds %d segments, want the first and one sent after the restart", len(segs))
 	}
-}
-
-// flakyManagement fails the first management calls, then accepts.
-type flakyManagement struct {
-	collector
-	mu       sync.Mutex
-	failures int
-}
-
-func (f *flakyManagement) ReportInstanceProperties(ctx context.Context, p *managementv3.InstanceProperties) (*commonv3.Commands, error) {
-	f.mu.Lock()
-	fail := f.failures > 0
-	f.failures--
-	f.mu.Unlock()
-	if fail {
-		return nil, status.Error(codes.Unavailable, "starting up")
-	}
-	return f.collector.ReportInstanceProperties(ctx, p)
 }
 
 func TestGRPCPropertiesRetried(t *testing.T) {
-	c := &flakyManagement{failures: 2}
-	srvAddr, _ := serveGRPCWith(t, &c.collector, c, "127.0.0.1:0")
+	c := swtest.NewGRPCCollector(t, swtest.GRPCOptions{UnavailableProperties: 2})
 	var log errorLog
-	e := newExporter(t, Config{Address: "grpc://" + srvAddr, KeepAlive: 20 * time.Millisecond, OnError: log.add})
-	eventually(t, 5*time.Second, "a keepAlive after the properties", func() bool {
-		_, _, props, pings := c.received()
-		return len(props) == 1 && len(pings) > 0
-	})
+	e := newExporter(t, Config{Address: "grpc://" + c.Addr(), KeepAlive: 20 * time.Millisecond, OnError: log.add})
+	c.WaitKeepAlives(t, 1, 5*time.Second)
+	if props := c.Properties(); len(props) != 1 {
+		t.Fatalf("instance properties accepted %d times before the first keepAlive, want once", len(props))
+	}
 	errs := log.all()
 	if len(errs) < 2 {
 		t.Fatalf("OnError got %d errors, want the 2 failed registrations", len(errs))
@@ -271,11 +244,10 @@ func TestGRPCPropertiesRetried(t *testing.T) {
 }
 
 func TestGRPCShutdownLeaksNoGoroutine(t *testing.T) {
-	c := &collector{}
-	addr, _ := serveGRPC(t, c, "127.0.0.1:0")
+	c := swtest.NewGRPCCollector(t, swtest.GRPCOptions{})
 	base := runtime.NumGoroutine()
 	for range 3 {
-		e, err := New(Config{Address: "grpc://" + addr, Service: "s", Instance: "i", KeepAlive: 5 * time.Millisecond})
+		e, err := New(Config{Address: "grpc://" + c.Addr(), Service: "s", Instance: "i", KeepAlive: 5 * time.Millisecond})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -295,9 +267,8 @@ func TestGRPCShutdownLeaksNoGoroutine(t *testing.T) {
 }
 
 func TestShutdownHonoursContext(t *testing.T) {
-	c := &collector{}
-	addr, _ := serveGRPC(t, c, "127.0.0.1:0")
-	e, err := New(Config{Address: "grpc://" + addr, Service: "s", Instance: "i", KeepAlive: time.Hour})
+	c := swtest.NewGRPCCollector(t, swtest.GRPCOptions{})
+	e, err := New(Config{Address: "grpc://" + c.Addr(), Service: "s", Instance: "i", KeepAlive: time.Hour})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/tracingproxy/tracingproxy/exporter"
+	"github.com/tracingproxy/tracingproxy/internal/swtest"
 	managementv3 "skywalking.apache.org/repo/goapi/collect/management/v3"
 )
 
@@ -25,7 +26,7 @@ func TestHTTPExport(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			c := &httpCollector{}
+			c := &swtest.HTTPCollector{}
 			var h http.Handler = c
 			if tt.prefix != "" {
 				h = http.StripPrefix(tt.prefix, c)
@@ -37,12 +38,9 @@ func TestHTTPExport(t *testing.T) {
 			if err := export(e, 5*time.Second, testRecord(), testRecord()); err != nil {
 				t.Fatalf("Export: %v", err)
 			}
-			eventually(t, 5*time.Second, "three keepAlives", func() bool {
-				_, _, pings, _, _ := c.received()
-				return len(pings) >= 3
-			})
-			segs, props, pings, hdrs, errs := c.received()
-			for _, err := range errs {
+			c.WaitKeepAlives(t, 3, 5*time.Second)
+			segs, props, pings, hdrs := c.Segments(), c.Properties(), c.KeepAlives(), c.Headers()
+			for _, err := range c.Errors() {
 				t.Errorf("collector could not decode a request: %v", err)
 			}
 			if len(segs) != 2 {
@@ -74,14 +72,12 @@ func TestHTTPExport(t *testing.T) {
 }
 
 func TestHTTPNoToken(t *testing.T) {
-	c := &httpCollector{}
-	srv := httptest.NewServer(c)
-	defer srv.Close()
-	e := newExporter(t, Config{Address: srv.URL, KeepAlive: -1})
+	c := swtest.NewHTTPCollector(t)
+	e := newExporter(t, Config{Address: c.URL(), KeepAlive: -1})
 	if err := export(e, 5*time.Second, testRecord()); err != nil {
 		t.Fatalf("Export: %v", err)
 	}
-	_, _, _, hdrs, _ := c.received()
+	hdrs := c.Headers()
 	if len(hdrs) != 1 {
 		t.Fatalf("collector got %d requests, want 1", len(hdrs))
 	}
@@ -112,7 +108,7 @@ func TestHTTPStatusMapping(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			c := &httpCollector{status: tt.status, retryAfter: tt.retryAfter}
+			c := &swtest.HTTPCollector{Status: tt.status, RetryAfter: tt.retryAfter}
 			srv := httptest.NewServer(c)
 			defer srv.Close()
 			e := newExporter(t, Config{Address: srv.URL, Token: tt.token, KeepAlive: -1})
@@ -133,7 +129,7 @@ func TestHTTPStatusMapping(t *testing.T) {
 			if !strings.Contains(err.Error(), "HTTP "+strconv.Itoa(tt.status)) {
 				t.Errorf("error %q does not name the status", err)
 			}
-			if _, _, _, _, errs := c.received(); len(errs) > 0 {
+			if errs := c.Errors(); len(errs) > 0 {
 				t.Errorf("collector could not decode the request: %v", errs)
 			}
 		})
@@ -197,12 +193,10 @@ func TestHTTPManagementFailureReported(t *testing.T) {
 }
 
 func TestHTTPShutdownLeaksNoGoroutine(t *testing.T) {
-	c := &httpCollector{}
-	srv := httptest.NewServer(c)
-	defer srv.Close()
+	c := swtest.NewHTTPCollector(t)
 	base := runtime.NumGoroutine()
 	for range 3 {
-		e, err := New(Config{Address: srv.URL, Service: "s", Instance: "i", KeepAlive: 5 * time.Millisecond})
+		e, err := New(Config{Address: c.URL(), Service: "s", Instance: "i", KeepAlive: 5 * time.Millisecond})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -1,15 +1,25 @@
 package skywalking
 
 import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
 	"io"
 	"log"
+	"math/big"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/tracingproxy/tracingproxy/exporter"
+	"github.com/tracingproxy/tracingproxy/internal/swtest"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 )
@@ -82,11 +92,12 @@ func TestGRPCTLS(t *testing.T) {
 	server, client := selfSigned(t, "collector.test"), selfSigned(t, "client.test")
 	for _, tt := range tlsCases {
 		t.Run(tt.name, func(t *testing.T) {
-			c := &collector{}
-			addr, _ := serveGRPC(t, c, "127.0.0.1:0", grpc.Creds(credentials.NewTLS(serverTLS(server, client, tt.mutual))))
-			e := newExporter(t, Config{Address: tt.scheme + "://" + addr, TLS: tt.tls(server, client), KeepAlive: -1})
+			c := swtest.NewGRPCCollector(t, swtest.GRPCOptions{
+				ServerOptions: []grpc.ServerOption{grpc.Creds(credentials.NewTLS(serverTLS(server, client, tt.mutual)))},
+			})
+			e := newExporter(t, Config{Address: tt.scheme + "://" + c.Addr(), TLS: tt.tls(server, client), KeepAlive: -1})
 			checkTLSExport(t, e, tt.ok)
-			if segs, _, _, _ := c.received(); tt.ok && len(segs) != 1 {
+			if segs := c.Segments(); tt.ok && len(segs) != 1 {
 				t.Errorf("collector received %d segments, want 1", len(segs))
 			}
 		})
@@ -95,8 +106,10 @@ func TestGRPCTLS(t *testing.T) {
 
 func TestGRPCPlaintextToTLSCollector(t *testing.T) {
 	server, client := selfSigned(t, "collector.test"), selfSigned(t, "client.test")
-	addr, _ := serveGRPC(t, &collector{}, "127.0.0.1:0", grpc.Creds(credentials.NewTLS(serverTLS(server, client, false))))
-	e := newExporter(t, Config{Address: "grpc://" + addr, KeepAlive: -1})
+	c := swtest.NewGRPCCollector(t, swtest.GRPCOptions{
+		ServerOptions: []grpc.ServerOption{grpc.Creds(credentials.NewTLS(serverTLS(server, client, false)))},
+	})
+	e := newExporter(t, Config{Address: "grpc://" + c.Addr(), KeepAlive: -1})
 	checkTLSExport(t, e, false)
 }
 
@@ -107,7 +120,7 @@ func TestHTTPSTLS(t *testing.T) {
 			continue // TLS options on http:// are a config error, see TestNewInvalid
 		}
 		t.Run(tt.name, func(t *testing.T) {
-			c := &httpCollector{}
+			c := &swtest.HTTPCollector{}
 			srv := httptest.NewUnstartedServer(c)
 			srv.TLS = serverTLS(server, client, tt.mutual)
 			srv.Config.ErrorLog = log.New(io.Discard, "", 0) // failed handshakes are expected
@@ -118,7 +131,7 @@ func TestHTTPSTLS(t *testing.T) {
 			}
 			e := newExporter(t, Config{Address: srv.URL, TLS: tt.tls(server, client), KeepAlive: -1})
 			checkTLSExport(t, e, tt.ok)
-			segs, _, _, _, errs := c.received()
+			segs, errs := c.Segments(), c.Errors()
 			if tt.ok && len(segs) != 1 {
 				t.Errorf("collector received %d segments, want 1", len(segs))
 			}
@@ -127,4 +140,56 @@ func TestHTTPSTLS(t *testing.T) {
 			}
 		})
 	}
+}
+
+// certFiles is a self-signed certificate written as PEM files.
+type certFiles struct {
+	cert, key string
+	pair      tls.Certificate
+	pool      *x509.CertPool
+}
+
+// selfSigned generates a self-signed certificate for the DNS name and
+// writes it and its key into a temporary directory.
+func selfSigned(t testing.TB, dnsName string) certFiles {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber:          big.NewInt(time.Now().UnixNano()),
+		Subject:               pkix.Name{CommonName: dnsName},
+		DNSNames:              []string{dnsName},
+		NotBefore:             time.Now().Add(-time.Hour),
+		NotAfter:              time.Now().Add(time.Hour),
+		IsCA:                  true,
+		BasicConstraintsValid: true,
+		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
+		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	f := certFiles{cert: filepath.Join(dir, "cert.pem"), key: filepath.Join(dir, "key.pem")}
+	certPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
+	keyPEM := pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER})
+	if err := os.WriteFile(f.cert, certPEM, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(f.key, keyPEM, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if f.pair, err = tls.X509KeyPair(certPEM, keyPEM); err != nil {
+		t.Fatal(err)
+	}
+	f.pool = x509.NewCertPool()
+	f.pool.AppendCertsFromPEM(certPEM)
+	return f
 }
