@@ -137,10 +137,10 @@ func newTransport(useEnvProxy bool) *http.Transport {
 // collector's Retry-After when it sent one; any other answer drops the
 // batch. Export returns once ctx is done, whatever the collector does.
 func (e *Exporter) Export(ctx context.Context, batch []*exporter.Record) error {
-	if len(batch) == 0 {
-		return nil
-	}
 	e.buf = AppendJSON(e.buf[:0], batch)
+	if len(e.buf) == len("[]") {
+		return nil // no spans: nothing to send
+	}
 	body := e.buf
 	if e.gz != nil {
 		e.gzbuf.Reset()

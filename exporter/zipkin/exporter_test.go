@@ -388,6 +388,9 @@ func TestExportReusesBuffer(t *testing.T) {
 	if err := export(t, e); err != nil { // empty batch: no request
 		t.Fatal(err)
 	}
+	if err := export(t, e, nil); err != nil { // no spans: no request
+		t.Fatal(err)
+	}
 	acc, rej := c.requests()
 	if len(rej) > 0 || len(acc) != 2 {
 		t.Fatalf("accepted %d, rejected %v", len(acc), rej)
