@@ -25,16 +25,39 @@ const (
 	ReasonShutdown       = "shutdown"        // still queued when the flush deadline passed
 )
 
+// Indexes of the drop reasons in the Queue's counters.
+const (
+	dropQueueFull = iota
+	dropRetryExhausted
+	dropRejected
+	dropEncodeError
+	dropShutdown
+	numDropReasons
+)
+
+var dropReasons = [numDropReasons]string{ReasonQueueFull, ReasonRetryExhausted, ReasonRejected, ReasonEncodeError, ReasonShutdown}
+
+// ErrQueueClosed is returned by ForceFlush after Shutdown.
+var ErrQueueClosed = errors.New("exporter queue is shut down")
+
+// ErrEncode marks an export failure caused by the batch itself, which no
+// retry can fix: an Exporter wraps it (fmt.Errorf("...: %w", ErrEncode)) and
+// the Queue drops the batch with reason encode_error.
+var ErrEncode = errors.New("cannot encode batch")
+
 // QueueConfig sizes a Queue. Zero values take the defaults in brackets.
 type QueueConfig struct {
 	// Size bounds the records waiting in the queue [8192].
 	Size int
 	// Bytes bounds the estimated bytes waiting in the queue (Record.Size);
-	// zero means no byte bound.
+	// zero means no byte bound. A record whose own size exceeds Bytes is
+	// dropped with reason queue_full whatever the drop policy, since it
+	// could never fit.
 	Bytes int
 	// Drop is DropOldest [default] or DropNewest.
 	Drop string
-	// BatchSize is the most records handed to one Export [512].
+	// BatchSize is the most records handed to one Export [512, at most
+	// Size].
 	BatchSize int
 	// FlushInterval is the longest a record waits for a batch to fill [1s].
 	FlushInterval time.Duration
@@ -44,10 +67,12 @@ type QueueConfig struct {
 	// negative value disables retries.
 	MaxRetryTime time.Duration
 	// RetryInitial and RetryMax bound the backoff between retries [500ms,
-	// 30s]; each wait is jittered by up to ±50%.
+	// 30s]: the first wait is RetryInitial, each next one doubles up to
+	// RetryMax, and each is jittered to within [d/2, 3d/2). A Retry-After
+	// the backend sent (RetryableError.After) replaces the backoff.
 	RetryInitial, RetryMax time.Duration
 	// OnError, if set, is called from the worker with every failed export
-	// attempt.
+	// attempt and with the exporter's Shutdown error.
 	OnError func(error)
 	// OnDrop, if set, is called whenever records are dropped, with the
 	// reason, the record and span counts. It may be called from Enqueue and
@@ -71,37 +96,48 @@ func (c *QueueConfig) Validate() error {
 		return fmt.Errorf("flush_interval must not be negative, got %s", c.FlushInterval)
 	case c.Timeout < 0:
 		return fmt.Errorf("timeout must not be negative, got %s", c.Timeout)
+	case c.RetryInitial < 0:
+		return fmt.Errorf("retry_initial must not be negative, got %s", c.RetryInitial)
+	case c.RetryMax < 0:
+		return fmt.Errorf("retry_max must not be negative, got %s", c.RetryMax)
 	case c.Drop != "" && c.Drop != DropOldest && c.Drop != DropNewest:
 		return fmt.Errorf("drop must be %q or %q, got %q", DropOldest, DropNewest, c.Drop)
 	}
 	return nil
 }
 
+// withDefaults fills in the defaults. Values Validate refuses are replaced
+// by defaults too, so that NewQueue never panics.
 func (c QueueConfig) withDefaults() QueueConfig {
-	if c.Size == 0 {
+	if c.Size <= 0 {
 		c.Size = 8192
 	}
-	if c.Drop == "" {
+	if c.Bytes < 0 {
+		c.Bytes = 0
+	}
+	if c.Drop != DropNewest {
 		c.Drop = DropOldest
 	}
-	if c.BatchSize == 0 {
+	if c.BatchSize <= 0 {
 		c.BatchSize = 512
 	}
-	if c.FlushInterval == 0 {
+	c.BatchSize = min(c.BatchSize, c.Size)
+	if c.FlushInterval <= 0 {
 		c.FlushInterval = time.Second
 	}
-	if c.Timeout == 0 {
+	if c.Timeout <= 0 {
 		c.Timeout = 5 * time.Second
 	}
 	if c.MaxRetryTime == 0 {
 		c.MaxRetryTime = 60 * time.Second
 	}
-	if c.RetryInitial == 0 {
+	if c.RetryInitial <= 0 {
 		c.RetryInitial = 500 * time.Millisecond
 	}
-	if c.RetryMax == 0 {
+	if c.RetryMax <= 0 {
 		c.RetryMax = 30 * time.Second
 	}
+	c.RetryMax = max(c.RetryMax, c.RetryInitial)
 	return c
 }
 
@@ -120,85 +156,132 @@ type Stats struct {
 	LastSuccess     time.Time         // end of the last successful export
 }
 
-var dropReasons = []string{ReasonQueueFull, ReasonRetryExhausted, ReasonRejected, ReasonEncodeError, ReasonShutdown}
+// clock is the time source of a Queue's retries; tests replace it.
+type clock struct {
+	now   func() time.Time
+	after func(time.Duration) <-chan time.Time
+}
 
-// ErrQueueClosed is returned by ForceFlush after Shutdown.
-var ErrQueueClosed = errors.New("exporter queue is shut down")
+var realClock = clock{now: time.Now, after: time.After}
 
 // Queue batches records for one Exporter off the request path.
 //
 // At most Size records (and Bytes estimated bytes) wait in the queue, plus one
 // batch of at most BatchSize records being exported: that is the memory bound
-// whatever the backend does.
+// whatever the backend does. Every record accepted by Enqueue is eventually
+// counted once, as exported or as dropped with a reason.
 type Queue struct {
 	exp Exporter
 	cfg QueueConfig
+	clk clock
 
-	mu      sync.Mutex
-	ring    []*Record // circular buffer of waiting records
-	head, n int
-	bytes   int
-	closed  bool
+	mu       sync.Mutex
+	ring     []*Record // circular buffer of waiting records
+	sizes    []int     // Record.Size of each ring slot; nil without a byte bound
+	head, n  int
+	bytes    int
+	closed   bool   // Shutdown was called; Enqueue refuses records
+	enqueued uint64 // records accepted
+	// flight is the batch the worker holds, until it is accounted for.
+	flightRecords, flightSpans int
+	// abandoned says Shutdown gave up at its deadline after counting what
+	// was queued and in flight as shutdown drops; the worker then counts
+	// nothing more.
+	abandoned bool
 
 	wake     chan struct{} // a batch is ready
 	flushReq chan chan struct{}
-	stop     chan struct{}
-	done     chan struct{}
+	stop     chan struct{} // closed by Shutdown, after shutCtx is set
+	done     chan struct{} // closed by the worker, after shutErr is set
 	shutOnce sync.Once
-	shutCtx  atomic.Pointer[context.Context]
+	shutCtx  context.Context
+	shutErr  error
+	// base parents every export attempt and retry wait; it is cancelled
+	// when the shutdown context ends, so nothing outlives the deadline.
+	base   context.Context
+	cancel context.CancelFunc
 
-	enqueued, exportedRecords, exportedSpans, retries, failures atomic.Uint64
-	dropped, droppedSpans                                       [5]atomic.Uint64
-	lastSuccess                                                 atomic.Int64
+	exportedRecords, exportedSpans, retries, failures atomic.Uint64
+	dropped, droppedSpans                             [numDropReasons]atomic.Uint64
+	lastSuccess                                       atomic.Int64
 }
 
-// NewQueue starts a queue and its worker for exp.
+// NewQueue starts a queue and its worker for exp. cfg should have passed
+// Validate; values it refuses are replaced by defaults.
 func NewQueue(exp Exporter, cfg QueueConfig) *Queue {
+	return newQueue(exp, cfg, realClock)
+}
+
+func newQueue(exp Exporter, cfg QueueConfig, clk clock) *Queue {
 	cfg = cfg.withDefaults()
 	q := &Queue{
 		exp:      exp,
 		cfg:      cfg,
+		clk:      clk,
 		ring:     make([]*Record, cfg.Size),
 		wake:     make(chan struct{}, 1),
 		flushReq: make(chan chan struct{}),
 		stop:     make(chan struct{}),
 		done:     make(chan struct{}),
 	}
+	if cfg.Bytes > 0 {
+		q.sizes = make([]int, cfg.Size)
+	}
+	q.base, q.cancel = context.WithCancel(context.Background())
 	go q.run()
 	return q
 }
 
-// Enqueue hands a record to the queue. It never blocks: when the queue is
-// full it drops a record (the oldest or this one, per the drop policy),
-// counts it, and reports whether r was accepted.
+// Enqueue hands a record to the queue and reports whether it was accepted.
+// It never blocks and never waits for the worker: when the queue is full it
+// drops the oldest records or r itself, per the drop policy, and counts them.
+// r must not be modified afterwards. A nil r is ignored.
 func (q *Queue) Enqueue(r *Record) bool {
+	if r == nil {
+		return false
+	}
 	size := 0
-	if q.cfg.Bytes > 0 {
+	if q.sizes != nil {
 		size = r.Size()
 	}
 	q.mu.Lock()
-	if q.closed {
+	reason := -1
+	var evicted, evictedSpans int
+	switch {
+	case q.closed:
+		reason = dropShutdown
+	case q.sizes != nil && size > q.cfg.Bytes:
+		reason = dropQueueFull
+	default:
+		for q.n == len(q.ring) || (q.sizes != nil && q.bytes+size > q.cfg.Bytes) {
+			if q.cfg.Drop == DropNewest {
+				reason = dropQueueFull
+				break
+			}
+			evicted++
+			evictedSpans += q.popLocked().SpanCount()
+		}
+	}
+	if reason >= 0 {
 		q.mu.Unlock()
-		q.drop(ReasonShutdown, 1, r.SpanCount())
+		q.drop(reason, 1, r.SpanCount())
 		return false
 	}
-	var evicted []*Record
-	for q.n > 0 && (q.n == len(q.ring) || (q.cfg.Bytes > 0 && q.bytes+size > q.cfg.Bytes)) {
-		if q.cfg.Drop == DropNewest {
-			q.mu.Unlock()
-			q.drop(ReasonQueueFull, 1, r.SpanCount())
-			return false
-		}
-		evicted = append(evicted, q.popLocked())
+	i := q.head + q.n
+	if i >= len(q.ring) {
+		i -= len(q.ring)
 	}
-	q.ring[(q.head+q.n)%len(q.ring)] = r
+	q.ring[i] = r
+	if q.sizes != nil {
+		q.sizes[i] = size
+		q.bytes += size
+	}
 	q.n++
-	q.bytes += size
+	q.enqueued++
 	ready := q.n >= q.cfg.BatchSize
 	q.mu.Unlock()
-	q.enqueued.Add(1)
-	for _, e := range evicted {
-		q.drop(ReasonQueueFull, 1, e.SpanCount())
+	if evicted > 0 {
+		q.drop(dropQueueFull, evicted, evictedSpans)
 	}
 	if ready {
 		select {
@@ -209,36 +292,61 @@ func (q *Queue) Enqueue(r *Record) bool {
 	return true
 }
 
+// popLocked removes the oldest waiting record; q.mu is held and q.n > 0.
 func (q *Queue) popLocked() *Record {
 	r := q.ring[q.head]
 	q.ring[q.head] = nil
-	q.head = (q.head + 1) % len(q.ring)
-	q.n--
-	if q.cfg.Bytes > 0 {
-		q.bytes -= r.Size()
+	if q.sizes != nil {
+		q.bytes -= q.sizes[q.head]
 	}
+	q.head++
+	if q.head == len(q.ring) {
+		q.head = 0
+	}
+	q.n--
 	return r
 }
 
-// take moves up to BatchSize waiting records into batch.
+// take moves up to BatchSize waiting records into batch, which becomes the
+// batch in flight.
 func (q *Queue) take(batch []*Record) []*Record {
+	spans := 0
 	q.mu.Lock()
 	for q.n > 0 && len(batch) < q.cfg.BatchSize {
-		batch = append(batch, q.popLocked())
+		r := q.popLocked()
+		spans += r.SpanCount()
+		batch = append(batch, r)
 	}
+	q.flightRecords, q.flightSpans = len(batch), spans
 	q.mu.Unlock()
 	return batch
 }
 
-func (q *Queue) drop(reason string, records, spans int) {
-	for i, r := range dropReasons {
-		if r == reason {
-			q.dropped[i].Add(uint64(records))
-			q.droppedSpans[i].Add(uint64(spans))
-		}
+// settle accounts for the batch in flight: exported when reason is negative,
+// dropped for that reason otherwise. It counts nothing once Shutdown has
+// abandoned the batch, because Shutdown counted it already.
+func (q *Queue) settle(reason int) {
+	q.mu.Lock()
+	records, spans := q.flightRecords, q.flightSpans
+	q.flightRecords, q.flightSpans = 0, 0
+	abandoned := q.abandoned
+	q.mu.Unlock()
+	switch {
+	case abandoned:
+	case reason >= 0:
+		q.drop(reason, records, spans)
+	default:
+		q.exportedRecords.Add(uint64(records))
+		q.exportedSpans.Add(uint64(spans))
+		q.lastSuccess.Store(q.clk.now().UnixNano())
 	}
+}
+
+func (q *Queue) drop(reason, records, spans int) {
+	q.dropped[reason].Add(uint64(records))
+	q.droppedSpans[reason].Add(uint64(spans))
 	if q.cfg.OnDrop != nil {
-		q.cfg.OnDrop(reason, records, spans)
+		q.cfg.OnDrop(dropReasons[reason], records, spans)
 	}
 }
 
@@ -259,9 +367,11 @@ func (q *Queue) run() {
 			close(ack)
 		case <-q.stop:
 			q.drain(batch)
-			ctx := *q.shutCtx.Load()
-			if err := q.exp.Shutdown(ctx); err != nil && q.cfg.OnError != nil {
-				q.cfg.OnError(fmt.Errorf("exporter shutdown: %w", err))
+			if err := q.exp.Shutdown(q.shutCtx); err != nil {
+				q.shutErr = fmt.Errorf("exporter shutdown: %w", err)
+				if q.cfg.OnError != nil {
+					q.cfg.OnError(q.shutErr)
+				}
 			}
 			return
 		}
@@ -279,6 +389,9 @@ func (q *Queue) exportFull(batch []*Record) []*Record {
 			return batch
 		}
 		batch = q.take(batch[:0])
+		if len(batch) == 0 {
+			return batch
+		}
 		q.export(batch)
 	}
 }
@@ -294,89 +407,73 @@ func (q *Queue) drain(batch []*Record) []*Record {
 	}
 }
 
-// export sends one batch, retrying retryable failures with backoff until
-// MaxRetryTime, and accounts for the outcome.
+// export sends the batch in flight, retrying retryable failures with backoff
+// until MaxRetryTime, and accounts for the outcome. Once the shutdown
+// deadline has passed it drops the batch with reason shutdown instead.
 func (q *Queue) export(batch []*Record) {
+	defer clear(batch)
 	spans := 0
 	for _, r := range batch {
 		spans += r.SpanCount()
 	}
-	defer clear(batch)
-	start := time.Now()
-	wait := q.cfg.RetryInitial
+	start := q.clk.now()
+	backoff := q.cfg.RetryInitial
 	for attempt := 0; ; attempt++ {
+		if q.base.Err() != nil {
+			q.settle(dropShutdown)
+			return
+		}
 		if attempt > 0 {
 			q.retries.Add(1)
 		}
 		err := q.attempt(batch, spans)
 		if err == nil {
-			q.exportedRecords.Add(uint64(len(batch)))
-			q.exportedSpans.Add(uint64(spans))
-			q.lastSuccess.Store(time.Now().UnixNano())
+			q.settle(-1)
 			return
 		}
 		q.failures.Add(1)
 		if q.cfg.OnError != nil {
 			q.cfg.OnError(err)
 		}
-		retry, after := IsRetryable(err)
-		if !retry {
-			q.drop(ReasonRejected, len(batch), spans)
+		retry, wait := IsRetryable(err)
+		switch {
+		case q.base.Err() != nil:
+			q.settle(dropShutdown)
+			return
+		case errors.Is(err, ErrEncode):
+			q.settle(dropEncodeError)
+			return
+		case !retry:
+			q.settle(dropRejected)
 			return
 		}
-		if after <= 0 {
-			after = jitter(wait)
-			wait = min(wait*2, q.cfg.RetryMax)
+		if wait <= 0 {
+			wait = jitter(backoff)
+			backoff = min(backoff*2, q.cfg.RetryMax)
 		}
-		if q.cfg.MaxRetryTime < 0 || time.Since(start)+after > q.cfg.MaxRetryTime {
-			q.drop(ReasonRetryExhausted, len(batch), spans)
+		if q.cfg.MaxRetryTime < 0 || q.clk.now().Sub(start)+wait > q.cfg.MaxRetryTime {
+			q.settle(dropRetryExhausted)
 			return
 		}
-		if !q.sleep(after) {
-			q.drop(ReasonShutdown, len(batch), spans)
-			return
+		select {
+		case <-q.clk.after(wait):
+		case <-q.base.Done():
 		}
 	}
 }
 
 func (q *Queue) attempt(batch []*Record, spans int) error {
-	ctx, cancel := context.WithTimeout(q.exportContext(), q.cfg.Timeout)
+	ctx, cancel := context.WithTimeout(q.base, q.cfg.Timeout)
 	defer cancel()
-	start := time.Now()
+	start := q.clk.now()
 	err := q.exp.Export(ctx, batch)
 	if q.cfg.OnExport != nil {
-		q.cfg.OnExport(time.Since(start), len(batch), spans, err)
+		q.cfg.OnExport(q.clk.now().Sub(start), len(batch), spans, err)
 	}
 	return err
 }
 
-// exportContext is Background while running and the shutdown context once
-// Shutdown was called, so the final flush honours its deadline.
-func (q *Queue) exportContext() context.Context {
-	if p := q.shutCtx.Load(); p != nil {
-		return *p
-	}
-	return context.Background()
-}
-
-// sleep waits d; it reports whether the full wait passed. Once Shutdown
-// was called it waits only while the shutdown deadline allows.
-func (q *Queue) sleep(d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-q.stop:
-	}
-	select {
-	case <-t.C:
-		return true
-	case <-(*q.shutCtx.Load()).Done():
-		return false
-	}
-}
-
+// jitter returns a duration in [d/2, 3d/2).
 func jitter(d time.Duration) time.Duration {
 	if d <= 0 {
 		return d
@@ -385,11 +482,18 @@ func jitter(d time.Duration) time.Duration {
 }
 
 // ForceFlush exports everything queued now and waits for it, or for ctx.
+// Records that cannot be delivered are dropped and counted as usual; it
+// returns ErrQueueClosed once Shutdown was called.
 func (q *Queue) ForceFlush(ctx context.Context) error {
+	select {
+	case <-q.stop:
+		return ErrQueueClosed
+	default:
+	}
 	ack := make(chan struct{})
 	select {
 	case q.flushReq <- ack:
-	case <-q.done:
+	case <-q.stop:
 		return ErrQueueClosed
 	case <-ctx.Done():
 		return ctx.Err()
@@ -403,55 +507,64 @@ func (q *Queue) ForceFlush(ctx context.Context) error {
 }
 
 // Shutdown stops accepting records, exports what is queued within ctx's
-// deadline, shuts the exporter down and stops the worker. Records still
-// queued when ctx ends are dropped with reason shutdown. Later calls return
-// at once.
+// deadline, shuts the exporter down and stops the worker; it returns the
+// exporter's Shutdown error. When ctx ends first, Shutdown cancels the export
+// in progress, counts every record still queued or in flight as dropped with
+// reason shutdown, and returns ctx's error at once: Stats are final when it
+// returns. Later calls return nil at once.
 func (q *Queue) Shutdown(ctx context.Context) error {
+	first := false
 	q.shutOnce.Do(func() {
-		q.shutCtx.Store(&ctx)
+		first = true
 		q.mu.Lock()
 		q.closed = true
 		q.mu.Unlock()
+		q.shutCtx = ctx
 		close(q.stop)
 	})
+	if !first {
+		return nil
+	}
+	stopCancel := context.AfterFunc(ctx, q.cancel)
+	defer stopCancel()
 	select {
 	case <-q.done:
+		q.cancel()
+		return q.shutErr
 	case <-ctx.Done():
-		// The worker is still exporting; it will notice the deadline
-		// through the shutdown context and finish by itself.
-		return ctx.Err()
 	}
+	q.cancel()
 	q.mu.Lock()
-	var left, spans int
+	q.abandoned = true
+	records, spans := q.flightRecords, q.flightSpans
+	q.flightRecords, q.flightSpans = 0, 0
 	for q.n > 0 {
-		r := q.popLocked()
-		left++
-		spans += r.SpanCount()
+		records++
+		spans += q.popLocked().SpanCount()
 	}
 	q.mu.Unlock()
-	if left > 0 {
-		q.drop(ReasonShutdown, left, spans)
+	if records > 0 {
+		q.drop(dropShutdown, records, spans)
 	}
-	return nil
+	return ctx.Err()
 }
 
 // Stats returns the queue's counters.
 func (q *Queue) Stats() Stats {
 	s := Stats{
-		Enqueued:        q.enqueued.Load(),
 		ExportedRecords: q.exportedRecords.Load(),
 		ExportedSpans:   q.exportedSpans.Load(),
 		Retries:         q.retries.Load(),
 		Failures:        q.failures.Load(),
-		Dropped:         make(map[string]uint64, len(dropReasons)),
-		DroppedSpans:    make(map[string]uint64, len(dropReasons)),
+		Dropped:         make(map[string]uint64, numDropReasons),
+		DroppedSpans:    make(map[string]uint64, numDropReasons),
 	}
 	for i, r := range dropReasons {
 		s.Dropped[r] = q.dropped[i].Load()
 		s.DroppedSpans[r] = q.droppedSpans[i].Load()
 	}
 	q.mu.Lock()
-	s.Len, s.Bytes = q.n, q.bytes
+	s.Enqueued, s.Len, s.Bytes = q.enqueued, q.n, q.bytes
 	q.mu.Unlock()
 	if ns := q.lastSuccess.Load(); ns != 0 {
 		s.LastSuccess = time.Unix(0, ns)
