@@ -146,6 +146,10 @@ func (o *proxyOptions) caddyfile() (string, error) {
 	if o.sample != "" {
 		fmt.Fprintf(&b, "\t\tsample_ratio %s\n", o.sample)
 	}
+	if addr := upstreamHostport(o.to); addr != "" {
+		// The address SkyWalking links the upstream by: the one we dial.
+		fmt.Fprintf(&b, "\t\tupstream_address %s\n", quote(addr))
+	}
 	if o.responseHeaders {
 		b.WriteString("\t\tresponse_headers server_timing trace_id X-Trace-Id\n")
 	}
@@ -159,6 +163,26 @@ func (o *proxyOptions) caddyfile() (string, error) {
 	fmt.Fprintf(&b, "\treverse_proxy %s\n", quote(o.to))
 	b.WriteString("}\n")
 	return b.String(), nil
+}
+
+// upstreamHostport is the host:port dialled for --to, or "" when it is not
+// one plain address.
+func upstreamHostport(to string) string {
+	u := to
+	if !strings.Contains(u, "://") {
+		u = "http://" + u
+	}
+	pu, err := url.Parse(u)
+	if err != nil || pu.Host == "" || strings.ContainsAny(to, " ,") {
+		return ""
+	}
+	if pu.Port() != "" {
+		return pu.Host
+	}
+	if pu.Scheme == "https" {
+		return net.JoinHostPort(pu.Hostname(), "443")
+	}
+	return net.JoinHostPort(pu.Hostname(), "80")
 }
 
 // formats turns "w3c, b3" into "w3c b3".

@@ -1,0 +1,110 @@
+package main
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+
+	"github.com/caddyserver/caddy/v2/caddyconfig"
+
+	_ "github.com/caddyserver/caddy/v2/modules/standard"
+	_ "github.com/tracingproxy/tracingproxy/caddymodule"
+)
+
+// adapt runs the Caddyfile the proxy command would load through Caddy's
+// adapter, as the command does, and returns the tracingproxy handler's JSON.
+func adapt(t *testing.T, o proxyOptions) (string, map[string]any) {
+	t.Helper()
+	cf, err := o.caddyfile()
+	if err != nil {
+		t.Fatalf("caddyfile: %v", err)
+	}
+	js, warnings, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(cf), nil)
+	if err != nil {
+		t.Fatalf("adapting\n%s\n: %v", cf, err)
+	}
+	if len(warnings) > 0 {
+		t.Errorf("warnings: %v", warnings)
+	}
+	var cfg struct {
+		Admin map[string]any `json:"admin"`
+		Apps  struct {
+			HTTP struct {
+				Servers map[string]struct {
+					Listen []string `json:"listen"`
+					Routes []struct {
+						Handle []map[string]any `json:"handle"`
+					} `json:"routes"`
+				} `json:"servers"`
+			} `json:"http"`
+		} `json:"apps"`
+	}
+	if err := json.Unmarshal(js, &cfg); err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Admin["disabled"] != true && o.admin == "" {
+		t.Errorf("admin endpoint not disabled: %v", cfg.Admin)
+	}
+	for _, srv := range cfg.Apps.HTTP.Servers {
+		for _, r := range srv.Routes {
+			if len(r.Handle) == 2 && r.Handle[0]["handler"] == "tracingproxy" && r.Handle[1]["handler"] == "reverse_proxy" {
+				return cf, r.Handle[0]
+			}
+		}
+	}
+	t.Fatalf("no route in %s", js)
+	return "", nil
+}
+
+func TestProxyCommandConfig(t *testing.T) {
+	cf, _ := adapt(t, proxyOptions{from: "127.0.0.1:8080", to: "127.0.0.1:9000", service: "orders legacy",
+		zipkin: "http://127.0.0.1:9411/api/v2/spans", skywalking: "grpc://127.0.0.1:11800",
+		sample: "0.5", extract: "w3c, b3,sw8", inject: "w3c,sw8", responseHeaders: true})
+	for _, want := range []string{
+		"http://:8080 {", "bind 127.0.0.1", `service_name "orders legacy"`, "extract w3c b3 sw8", "inject w3c sw8",
+		"sample_ratio 0.5", "response_headers server_timing trace_id X-Trace-Id",
+		"exporter zipkin http://127.0.0.1:9411/api/v2/spans", "exporter skywalking grpc://127.0.0.1:11800",
+		"upstream_address 127.0.0.1:9000", "reverse_proxy 127.0.0.1:9000", "admin off", "auto_https off",
+	} {
+		if !strings.Contains(cf, want) {
+			t.Errorf("Caddyfile lacks %q:\n%s", want, cf)
+		}
+	}
+	// With no exporter flag, spans go to the log.
+	cf, _ = adapt(t, proxyOptions{from: ":8080", to: "localhost:9000"})
+	if strings.Contains(cf, "exporter") {
+		t.Errorf("an exporter was configured without a flag:\n%s", cf)
+	}
+}
+
+func TestProxyCommandRefusesBadFlags(t *testing.T) {
+	for _, tc := range []struct {
+		o    proxyOptions
+		want string
+	}{
+		{proxyOptions{from: ":8080"}, "--to is required"},
+		{proxyOptions{from: "8080", to: "x:1"}, "--from must be host:port or :port"},
+		{proxyOptions{from: ":http", to: "x:1"}, "--from port must be a number"},
+		{proxyOptions{from: ":8080", to: "x:1", sample: "2"}, "--sample must be a number between 0 and 1"},
+		{proxyOptions{from: ":8080", to: "x:1", zipkin: "localhost"}, "--zipkin must be an absolute URL"},
+	} {
+		if _, err := tc.o.caddyfile(); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%+v: error %v, want %q", tc.o, err, tc.want)
+		}
+	}
+}
+
+func TestUpstreamHostport(t *testing.T) {
+	for in, want := range map[string]string{
+		"127.0.0.1:9000":      "127.0.0.1:9000",
+		"http://backend:8080": "backend:8080",
+		"https://backend":     "backend:443",
+		"backend":             "backend:80",
+		"[::1]:9000":          "[::1]:9000",
+		"a:1 b:2":             "",
+	} {
+		if got := upstreamHostport(in); got != want {
+			t.Errorf("upstreamHostport(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
