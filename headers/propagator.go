@@ -129,6 +129,24 @@ type Codec interface {
 	Inject(sc *SpanContext, w *Writer)
 }
 
+// Merger is implemented by a codec whose headers travel alongside a trace
+// context instead of carrying one: W3C baggage, a request id. NewPropagator
+// detects it, and Propagator.Extract does not let it compete for precedence:
+// after the trace-context codecs have chosen a winner, it calls Merge of
+// every Merger, in configured order, on the winning context (or on an empty
+// one when no format won), so what it reads is added whichever format won.
+type Merger interface {
+	Codec
+	// Merge reads the codec's headers from h and adds what they carry to sc,
+	// leaving sc's trace fields as they are. It returns ErrAbsent when its
+	// headers are absent and a sentinel error when they are malformed; unlike
+	// Extract it may still have added to sc then (the valid members of a
+	// partly invalid baggage list, a generated request id), and sc is kept.
+	// Like Extract it must not allocate, except where the codec documents
+	// one string.
+	Merge(h http.Header, sc *SpanContext) error
+}
+
 // codecs holds one constructor per format; each codec's file registers its own
 // in init.
 var codecs [numFormats]func() Codec
@@ -143,8 +161,11 @@ func NewCodec(f Format) (Codec, error) {
 	return codecs[f](), nil
 }
 
-// maxWrites bounds the headers one injection can write.
-const maxWrites = 32
+// maxWrites bounds the headers one injection can write: 32 for the trace
+// headers of every format, plus one per baggage member (at most 64) for each
+// of the two formats that write a header per member (Jaeger uberctx-*,
+// OpenTracing ot-baggage-*).
+const maxWrites = 32 + 2*baggageMaxMembers
 
 // Writer collects the headers that codecs inject, so that they can be applied
 // to an http.Header with a single allocation for all value slices.
@@ -199,9 +220,10 @@ func (w *Writer) Reset() { w.n = 0 }
 
 // Result is what Propagator.Extract found in a request.
 type Result struct {
-	// SpanContext is the caller's context. It is zero when Format is
-	// FormatNone. A sampling-only input (b3: 0) yields a context with a
-	// Sampling state and no ids: see SpanContext.HasIDs.
+	// SpanContext is the caller's context. Its trace fields are zero when
+	// Format is FormatNone; Baggage and RequestID, which Merger codecs add,
+	// may be set whatever the Format. A sampling-only input (b3: 0) yields
+	// a context with a Sampling state and no ids: see SpanContext.HasIDs.
 	SpanContext
 	// Format is the format the context came from, FormatNone when no
 	// configured format carried a valid context.
@@ -224,15 +246,25 @@ type Result struct {
 // Propagator extracts trace context in a configured order of precedence and
 // injects it in a configured set of formats. It is safe for concurrent use.
 type Propagator struct {
-	extract []Codec
-	inject  []Codec
-	fields  []string
+	extract  []Codec
+	contexts []Codec  // the codecs of extract that compete for precedence
+	mergers  []Merger // the codecs of extract that merge into the winner
+	inject   []Codec
+	fields   []string
 }
 
 // NewPropagator builds a propagator. The first codec of extract that finds a
-// valid context wins; every codec of inject writes.
+// valid context wins; codecs that implement Merger do not compete but add to
+// the winning context (see Merger). Every codec of inject writes.
 func NewPropagator(extract, inject []Codec) *Propagator {
 	p := &Propagator{extract: extract, inject: inject}
+	for _, c := range extract {
+		if m, ok := c.(Merger); ok {
+			p.mergers = append(p.mergers, m)
+		} else {
+			p.contexts = append(p.contexts, c)
+		}
+	}
 	seen := map[string]bool{}
 	for _, list := range [][]Codec{extract, inject} {
 		for _, c := range list {
@@ -298,7 +330,7 @@ var extractScratch = sync.Pool{New: func() any { return new(SpanContext) }}
 func (p *Propagator) Extract(h http.Header) Result {
 	var res Result
 	sc := extractScratch.Get().(*SpanContext)
-	for _, c := range p.extract {
+	for _, c := range p.contexts {
 		*sc = SpanContext{}
 		err := c.Extract(h, sc)
 		if err == ErrAbsent {
@@ -322,6 +354,24 @@ func (p *Propagator) Extract(h http.Header) Result {
 			res.Conflict = f
 			res.ConflictTraceID = sc.TraceID
 		}
+	}
+	if len(p.mergers) > 0 {
+		*sc = res.SpanContext
+		for _, m := range p.mergers {
+			err := m.Merge(h, sc)
+			if err == ErrAbsent {
+				continue
+			}
+			f := m.Format()
+			res.Present = res.Present.Add(f)
+			if err != nil {
+				res.Malformed = res.Malformed.Add(f)
+				if res.Err == nil {
+					res.Err = err
+				}
+			}
+		}
+		res.SpanContext = *sc
 	}
 	*sc = SpanContext{} // drop references into h before pooling
 	extractScratch.Put(sc)

@@ -55,6 +55,27 @@ type SpanContext struct {
 	// SW carries the SkyWalking fields (sw8/sw6): on extraction the caller's
 	// segment, on injection ours.
 	SW SkyWalking
+	// Baggage is the propagated baggage as a W3C baggage-string: valid
+	// list-members separated by "," (OWS around members and around "=" and
+	// ";" may remain), at most 64 members and 8192 bytes, values
+	// percent-encoded. The W3C baggage header, Jaeger's uberctx-* and
+	// OpenTracing's ot-baggage-* headers all read into it and are written
+	// from it.
+	Baggage string
+	// RequestID is the request id (X-Request-ID or a configured header)
+	// passed through or generated. It is never a trace id.
+	RequestID string
+	// XRayExtra holds the keys of an X-Amzn-Trace-Id header other than
+	// Root, Parent and Sampled (Self=..., Lineage=..., custom keys), joined
+	// by ";" in their order, re-emitted after them.
+	XRayExtra string
+	// DatadogOrigin is x-datadog-origin (synthetics, rum, ...), re-emitted
+	// unchanged.
+	DatadogOrigin string
+	// DatadogTags is the validated x-datadog-tags list (comma-separated
+	// k=v). It may hold _dd.p.tid; on injection that tag is rewritten from
+	// the upper half of TraceID.
+	DatadogTags string
 }
 
 // SkyWalking holds the fields of a SkyWalking cross-process header. Trace ids
