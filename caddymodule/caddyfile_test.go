@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddytest"
 )
@@ -150,5 +151,52 @@ func TestSkyWalkingInstanceNamesTheHandler(t *testing.T) {
 	_, err = provision(t, `{"instance":"a","exporters":[{"type":"skywalking","url":"grpc://127.0.0.1:1","instance":"b"}]}`)
 	if err == nil || !strings.Contains(err.Error(), `instance "a" and exporter skywalking instance "b" differ`) {
 		t.Errorf("error %v, want the conflict named", err)
+	}
+}
+
+// TestCaddyfileExampleLoads adapts and provisions the repository's
+// Caddyfile.example, so the documented example always runs.
+func TestCaddyfileExampleLoads(t *testing.T) {
+	data, err := os.ReadFile("../Caddyfile.example")
+	if err != nil {
+		t.Fatal(err)
+	}
+	js, warnings, err := caddyconfig.GetAdapter("caddyfile").Adapt(data, nil)
+	if err != nil {
+		t.Fatalf("adapting Caddyfile.example: %v", err)
+	}
+	if len(warnings) > 0 {
+		t.Errorf("warnings: %v", warnings)
+	}
+	var cfg struct {
+		Apps struct {
+			HTTP struct {
+				Servers map[string]struct {
+					Routes []struct {
+						Handle []json.RawMessage `json:"handle"`
+					} `json:"routes"`
+				} `json:"servers"`
+			} `json:"http"`
+		} `json:"apps"`
+	}
+	if err := json.Unmarshal(js, &cfg); err != nil {
+		t.Fatal(err)
+	}
+	found := 0
+	for _, srv := range cfg.Apps.HTTP.Servers {
+		for _, r := range srv.Routes {
+			for _, raw := range r.Handle {
+				if !strings.Contains(string(raw), `"handler":"tracingproxy"`) {
+					continue
+				}
+				found++
+				if _, err := provision(t, string(raw)); err != nil {
+					t.Errorf("provisioning the example's handler: %v", err)
+				}
+			}
+		}
+	}
+	if found != 1 {
+		t.Errorf("found %d tracingproxy handlers in Caddyfile.example, want 1", found)
 	}
 }
