@@ -124,7 +124,7 @@ func appendSpan(dst []byte, r *exporter.Record, s *exporter.Span, hex *[32]byte)
 		dst = strconv.AppendInt(dst, us, 10)
 	}
 	dst = append(dst, fragDuration...)
-	dst = strconv.AppendInt(dst, durationMicros(s.Duration), 10)
+	dst = strconv.AppendInt(dst, durationMicros(s.Start, s.Duration), 10)
 	if r.Debug {
 		dst = append(dst, fragDebug...)
 	}
@@ -138,10 +138,15 @@ func appendSpan(dst []byte, r *exporter.Record, s *exporter.Span, hex *[32]byte)
 	return append(dst, '}')
 }
 
-// durationMicros rounds d to whole microseconds, at least 1 as Zipkin
-// requires.
-func durationMicros(d time.Duration) int64 {
-	return max(int64(d.Round(time.Microsecond)/time.Microsecond), 1)
+// durationMicros is the span's length in whole microseconds, at least 1 as
+// Zipkin requires. It is the distance between the truncated start and end
+// instants rather than the rounded duration, so that a span that nests inside
+// another in time still nests after truncation.
+func durationMicros(start time.Time, d time.Duration) int64 {
+	if start.IsZero() {
+		return max(int64(d/time.Microsecond), 1)
+	}
+	return max(start.Add(d).UnixMicro()-start.UnixMicro(), 1)
 }
 
 // appendRemote writes the remoteEndpoint of a peer host:port: ipv4 or ipv6

@@ -76,7 +76,7 @@ func testRecord(t testing.TB) *exporter.Record {
 // The exact bytes of a record, so a change of field order or format shows.
 func TestAppendJSONGolden(t *testing.T) {
 	want := `[{"traceId":"4bf92f3577b34da6a3ce929d0e0e4736","id":"00f067aa0ba902b7","parentId":"b7ad6b7169203331",` +
-		`"kind":"SERVER","name":"get /orders/{id}","timestamp":1741964966535897,"duration":12346,` +
+		`"kind":"SERVER","name":"get /orders/{id}","timestamp":1741964966535897,"duration":12345,` +
 		`"localEndpoint":{"serviceName":"orders-legacy"},"remoteEndpoint":{"ipv4":"192.0.2.10","port":53422},` +
 		`"tags":{"http.status_code":"200","sampling.reason":"parent","http.method":"GET","http.path":"/orders/42"}},` +
 		`{"traceId":"4bf92f3577b34da6a3ce929d0e0e4736","id":"53995c3f42cd8ad8","parentId":"00f067aa0ba902b7",` +
@@ -178,12 +178,24 @@ func TestAppendJSONSpanFields(t *testing.T) {
 					t.Errorf("durations %d, %d, want 1, 1", *server.Duration, *client.Duration)
 				}
 			}},
-		{"duration rounds to the nearest microsecond", func(r *exporter.Record) { r.Server.Duration = 2499 },
-			func(t *testing.T, server, _ zSpan) {
-				if *server.Duration != 2 {
-					t.Errorf("duration %d, want 2", *server.Duration)
-				}
-			}},
+		{"duration spans the truncated start and end", func(r *exporter.Record) {
+			r.Server.Start = time.Unix(1700000000, 900)
+			r.Server.Duration = 2499 // ends at 3399ns: microseconds 0 to 3
+		}, func(t *testing.T, server, _ zSpan) {
+			if *server.Duration != 3 {
+				t.Errorf("duration %d, want 3 (end µs 3 - start µs 0)", *server.Duration)
+			}
+		}},
+		{"nested spans stay nested", func(r *exporter.Record) {
+			r.Server.Start = time.Unix(1700000000, 100)
+			r.Server.Duration = 5000
+			r.Clients[0].Start = time.Unix(1700000000, 1900)
+			r.Clients[0].Duration = 3199 // both end at 5100ns
+		}, func(t *testing.T, server, client zSpan) {
+			if *client.Timestamp+*client.Duration > *server.Timestamp+*server.Duration || *client.Timestamp < *server.Timestamp {
+				t.Errorf("client [%d +%d] escapes server [%d +%d]", *client.Timestamp, *client.Duration, *server.Timestamp, *server.Duration)
+			}
+		}},
 		{"zero start leaves timestamp out", func(r *exporter.Record) { r.Server.Start = time.Time{} },
 			func(t *testing.T, server, _ zSpan) {
 				if server.Timestamp != nil {

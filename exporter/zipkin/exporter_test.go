@@ -115,7 +115,7 @@ func TestExportServerAndClient(t *testing.T) {
 			t.Errorf("%s = %q, want %q", c.field, c.got, c.want)
 		}
 	}
-	if *server.Timestamp != uint64(testStart.UnixMicro()) || *server.Duration != 12346 {
+	if *server.Timestamp != uint64(testStart.UnixMicro()) || *server.Duration != 12345 { // truncated end minus truncated start
 		t.Errorf("server timestamp %d duration %d", *server.Timestamp, *server.Duration)
 	}
 	if *client.Timestamp != uint64(testStart.UnixMicro())+150 || *client.Duration != 12000 {
