@@ -30,6 +30,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //		propagation {
 //			extract <format...>              # order = precedence; default: w3c b3
 //			inject  <format...>              # every format written upstream; default: w3c b3
+//			trust   all | none | <cidr...>   # whose trace headers to believe; default all
 //		}
 //		sample_ratio <0..1>                  # for new traces; default 1
 //		sampler {
@@ -42,7 +43,8 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //			keep_max_per_second <n>          # cap on kept requests; default 10
 //			force_header        <name>       # a trusted client sets it to force sampling
 //		}
-//		response_headers [server_timing] [trace_id <header-name>]
+//		response_headers [server_timing] [traceresponse] [trace_id <header-name>]
+//		                 [trace_url <header-name> <template>] [to_untrusted]
 //		upstream_address <host:port>         # sw8 target address; default: last dialled upstream
 //		exporter zipkin <url> {
 //			batch_size     <n>               # default 512
@@ -116,8 +118,13 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 					if len(h.Propagation.Inject) == 0 {
 						return d.Errf("propagation inject needs at least one format")
 					}
+				case "trust":
+					h.Propagation.Trust = d.RemainingArgs()
+					if len(h.Propagation.Trust) == 0 {
+						return d.Errf("propagation trust needs all, none, or CIDRs")
+					}
 				default:
-					return d.Errf("unknown propagation option %q (allowed: extract, inject)", sub)
+					return d.Errf("unknown propagation option %q (allowed: extract, inject, trust)", sub)
 				}
 			}
 		case "response_headers":
@@ -126,20 +133,30 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			}
 			args := d.RemainingArgs()
 			if len(args) == 0 {
-				return d.Errf("response_headers needs server_timing and/or trace_id <header-name>")
+				return d.Errf("response_headers needs server_timing, traceresponse, trace_id <header-name> or trace_url <header-name> <template>")
 			}
 			for i := 0; i < len(args); i++ {
 				switch args[i] {
 				case "server_timing":
 					h.ResponseHeaders.ServerTiming = true
+				case "traceresponse":
+					h.ResponseHeaders.TraceResponse = true
+				case "to_untrusted":
+					h.ResponseHeaders.ToUntrusted = true
 				case "trace_id":
 					if i+1 >= len(args) {
 						return d.Errf("response_headers trace_id needs a header name")
 					}
 					i++
 					h.ResponseHeaders.TraceID = args[i]
+				case "trace_url":
+					if i+2 >= len(args) {
+						return d.Errf("response_headers trace_url needs a header name and a template")
+					}
+					h.ResponseHeaders.TraceURL = &TraceURL{Header: args[i+1], Template: args[i+2]}
+					i += 2
 				default:
-					return d.Errf("unknown response_headers value %q (allowed: server_timing, trace_id <header-name>)", args[i])
+					return d.Errf("unknown response_headers value %q (allowed: server_timing, traceresponse, trace_id <header-name>, trace_url <header-name> <template>, to_untrusted)", args[i])
 				}
 			}
 		case "sampler":

@@ -67,6 +67,7 @@ type Handler struct {
 	prop     *headers.Propagator
 	sampler  sampler.Sampler
 	keep     keepPolicy
+	trust    trustPolicy
 	segments bool // SkyWalking segment ids are needed
 	queues   []*pooledQueue
 	logger   *zap.Logger
@@ -81,6 +82,14 @@ type Propagation struct {
 	Extract []string `json:"extract,omitempty"`
 	// Inject lists the formats written to the upstream. Default: w3c b3.
 	Inject []string `json:"inject,omitempty"`
+	// Trust says whose inbound trace context is believed: all (default),
+	// none, or a list of CIDRs and addresses (private_ranges for the
+	// private and loopback ranges). The client is Caddy's client_ip, which
+	// honours the server's trusted_proxies. An untrusted client's trace
+	// headers never continue a trace, force sampling or ask for debug: a
+	// new trace starts, and its ids are recorded as the tags
+	// untrusted.trace_id and untrusted.span_id.
+	Trust []string `json:"trust,omitempty"`
 }
 
 // ResponseHeaders selects the trace headers set on the response.
@@ -88,9 +97,26 @@ type ResponseHeaders struct {
 	// ServerTiming writes Server-Timing: trace;desc=00-<trace-id>-<span-id>-<flags>
 	// (W3C Trace Context level 3 draft), naming the SERVER span.
 	ServerTiming bool `json:"server_timing,omitempty"`
+	// TraceResponse writes traceresponse: 00-<trace-id>-<span-id>-<flags>,
+	// the abandoned W3C draft's header, for clients that still read it.
+	TraceResponse bool `json:"traceresponse,omitempty"`
 	// TraceID names a header that receives the 32-hex trace id, e.g.
 	// X-Trace-Id.
 	TraceID string `json:"trace_id,omitempty"`
+	// TraceURL writes a link to the trace in the user's tracing UI.
+	TraceURL *TraceURL `json:"trace_url,omitempty"`
+	// ToUntrusted also sends these headers to clients outside
+	// propagation trust. Default: only trusted clients get them.
+	ToUntrusted bool `json:"to_untrusted,omitempty"`
+}
+
+// TraceURL is a response header holding a link built from a template.
+type TraceURL struct {
+	// Header is the header's name, e.g. X-Trace-Url.
+	Header string `json:"header"`
+	// Template is the link, with {trace_id} (32 hex) and {span_id} (the
+	// SERVER span) replaced, e.g. http://zipkin:9411/zipkin/traces/{trace_id}.
+	Template string `json:"template"`
 }
 
 // CaddyModule returns the Caddy module information.
@@ -151,6 +177,13 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		return fmt.Errorf("propagation inject: %w", err)
 	}
 	h.prop = headers.NewPropagator(ex, in)
+	if h.Propagation != nil {
+		if h.trust, err = parseTrust(h.Propagation.Trust); err != nil {
+			return err
+		}
+	} else {
+		h.trust = trustPolicy{all: true}
+	}
 	for _, f := range h.prop.InjectFormats() {
 		if f == headers.FormatSW8 || f == headers.FormatSW6 {
 			h.segments = true
@@ -187,8 +220,18 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 
 // Validate checks the configuration; errors name the option at fault.
 func (h *Handler) Validate() error {
-	if rh := h.ResponseHeaders; rh != nil && rh.TraceID != "" && !validHeaderName(rh.TraceID) {
-		return fmt.Errorf("response_headers trace_id: %q is not a valid header name", rh.TraceID)
+	if rh := h.ResponseHeaders; rh != nil {
+		if rh.TraceID != "" && !validHeaderName(rh.TraceID) {
+			return fmt.Errorf("response_headers trace_id: %q is not a valid header name", rh.TraceID)
+		}
+		if u := rh.TraceURL; u != nil {
+			if !validHeaderName(u.Header) {
+				return fmt.Errorf("response_headers trace_url: %q is not a valid header name", u.Header)
+			}
+			if !strings.Contains(u.Template, "{trace_id}") || strings.ContainsAny(u.Template, "\r\n\x00") {
+				return fmt.Errorf("response_headers trace_url: template must contain {trace_id} and no control characters, got %q", u.Template)
+			}
+		}
 	}
 	return nil
 }

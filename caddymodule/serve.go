@@ -5,6 +5,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -67,6 +68,13 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, next caddyhttp.H
 	}
 
 	t := &st.hop
+	t.trusted = h.trust.trusted(r)
+	if !t.trusted && in.Format != headers.FormatNone {
+		// Never continue, force or debug an untrusted caller's trace;
+		// remember its ids for the SERVER span's tags.
+		t.untrustedTrace, t.untrustedSpan = in.TraceID, in.SpanID
+		*in = headers.Result{Present: in.Present, Malformed: in.Malformed}
+	}
 	t.init(h, in, r, &st.params)
 	h.metrics.countDecision(t.decision)
 
@@ -109,6 +117,10 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, next caddyhttp.H
 // hop is the trace state of one request.
 type hop struct {
 	in         *headers.Result
+	trusted    bool // the client may set our trace context
+	// untrustedTrace and untrustedSpan are what an untrusted client sent.
+	untrustedTrace headers.TraceID
+	untrustedSpan  headers.SpanID
 	continuing bool // the caller's trace is continued
 	decision   sampler.Decision
 	serverID   headers.SpanID
@@ -129,7 +141,7 @@ func (t *hop) init(h *Handler, in *headers.Result, r *http.Request, p *sampler.P
 		o.TraceID = headers.NewTraceID()
 		o.Random = true
 	}
-	*p = sampler.Params{TraceID: o.TraceID, HasParent: t.continuing, Request: r, Forced: h.keep.forced(r)}
+	*p = sampler.Params{TraceID: o.TraceID, HasParent: t.continuing, Request: r, Forced: t.trusted && h.keep.forced(r)}
 	if in.Format != headers.FormatNone {
 		p.Parent = in.Sampling
 	}
@@ -191,14 +203,16 @@ func (h *Handler) upstreamAddress(r *http.Request) string {
 // before next so the headers are there whatever the upstream does.
 func (h *Handler) setResponseHeaders(w http.ResponseWriter, t *hop) {
 	rh := h.ResponseHeaders
-	if rh == nil {
+	if rh == nil || !t.trusted && !rh.ToUntrusted {
 		return
 	}
 	hdr := w.Header()
-	if rh.ServerTiming {
-		// trace;desc=00-<32 hex>-<16 hex>-<2 hex>
-		var b [len("trace;desc=") + 55]byte
-		buf := append(b[:0], "trace;desc=00-"...)
+	if rh.ServerTiming || rh.TraceResponse {
+		// 00-<32 hex>-<16 hex>-<2 hex>, naming our SERVER span.
+		const prefix = "trace;desc="
+		var b [len(prefix) + 55]byte
+		buf := append(b[:0], prefix...)
+		buf = append(buf, "00-"...)
 		buf = t.out.TraceID.AppendHex(buf)
 		buf = append(buf, '-')
 		buf = t.serverID.AppendHex(buf)
@@ -210,10 +224,21 @@ func (h *Handler) setResponseHeaders(w http.ResponseWriter, t *hop) {
 			flags |= 0x02
 		}
 		buf = append(buf, '-', '0', "0123456789abcdef"[flags])
-		hdr.Add("Server-Timing", string(buf))
+		v := string(buf)
+		if rh.ServerTiming {
+			hdr.Add("Server-Timing", v)
+		}
+		if rh.TraceResponse {
+			hdr.Set("Traceresponse", v[len(prefix):])
+		}
 	}
 	if rh.TraceID != "" {
 		hdr.Set(rh.TraceID, t.out.TraceID.String())
+	}
+	if u := rh.TraceURL; u != nil {
+		link := strings.ReplaceAll(u.Template, "{trace_id}", t.out.TraceID.String())
+		link = strings.ReplaceAll(link, "{span_id}", t.serverID.String())
+		hdr.Set(u.Header, link)
 	}
 }
 
@@ -260,7 +285,7 @@ func (v *spanIDVar) String() string { return v.span.String() }
 type recordBuf struct {
 	rec     exporter.Record
 	clients [1]exporter.Span
-	tags    [5]exporter.Tag
+	tags    [6]exporter.Tag
 }
 
 // record builds the exporter record of a finished request.
@@ -300,10 +325,17 @@ func (h *Handler) record(r *http.Request, t *hop, sr *statusRecorder, err error,
 	if t.continuing {
 		rec.Server.ParentID = t.in.SpanID
 	}
+	n := 3
 	if t.in.Conflict != headers.FormatNone {
-		b.tags[3] = exporter.Tag{Key: "tracingproxy.conflict", Value: t.in.Conflict.String() + ":" + t.in.ConflictTraceID.String()}
-		rec.Server.Tags = b.tags[0:4:4]
+		b.tags[n] = exporter.Tag{Key: "tracingproxy.conflict", Value: t.in.Conflict.String() + ":" + t.in.ConflictTraceID.String()}
+		n++
 	}
+	if t.untrustedTrace.IsValid() {
+		b.tags[n] = exporter.Tag{Key: "untrusted.trace_id", Value: t.untrustedTrace.String()}
+		b.tags[n+1] = exporter.Tag{Key: "untrusted.span_id", Value: t.untrustedSpan.String()}
+		n += 2
+	}
+	rec.Server.Tags = b.tags[0:n:n]
 
 	repl, _ := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
 	if repl == nil {
