@@ -116,16 +116,16 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, next caddyhttp.H
 
 // hop is the trace state of one request.
 type hop struct {
-	in         *headers.Result
-	trusted    bool // the client may set our trace context
+	in      *headers.Result
+	trusted bool // the client may set our trace context
 	// untrustedTrace and untrustedSpan are what an untrusted client sent.
 	untrustedTrace headers.TraceID
 	untrustedSpan  headers.SpanID
-	continuing bool // the caller's trace is continued
-	decision   sampler.Decision
-	serverID   headers.SpanID
-	out        headers.SpanContext // what the upstream continues: our CLIENT span
-	swTraceID  string              // the SkyWalking trace id string, when segments are on
+	continuing     bool // the caller's trace is continued
+	decision       sampler.Decision
+	serverID       headers.SpanID
+	out            headers.SpanContext // what the upstream continues: our CLIENT span
+	swTraceID      string              // the SkyWalking trace id string, when segments are on
 }
 
 func (t *hop) init(h *Handler, in *headers.Result, r *http.Request, p *sampler.Params) {
