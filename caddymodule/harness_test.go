@@ -29,6 +29,12 @@ var proxyURL = fmt.Sprintf("http://127.0.0.1:%d", httpPort)
 // prepended) into the test Caddy instance.
 func startCaddy(t *testing.T, site string) *caddytest.Tester {
 	t.Helper()
+	return startCaddyWith(t, "", site)
+}
+
+// startCaddyWith is startCaddy with extra global options.
+func startCaddyWith(t *testing.T, globals, site string) *caddytest.Tester {
+	t.Helper()
 	tester := caddytest.NewTester(t).WithDefaultOverrides(caddytest.Config{AdminPort: adminPort, LoadRequestTimeout: 15 * time.Second})
 	cfg := fmt.Sprintf(`{
 	admin localhost:%d
@@ -37,11 +43,12 @@ func startCaddy(t *testing.T, site string) *caddytest.Tester {
 	grace_period 1ns
 	skip_install_trust
 	persist_config off
+%s
 }
 http://127.0.0.1:%d {
 %s
 }
-`, adminPort, httpPort, httpPort, site)
+`, adminPort, httpPort, globals, httpPort, site)
 	tester.InitServer(cfg, "caddyfile")
 	if t.Failed() {
 		t.FailNow()
