@@ -83,9 +83,10 @@ func (c requestIDCodec) Merge(h http.Header, sc *SpanContext) error {
 	return err
 }
 
-// valid reports whether v is 1 to maxLen bytes of printable ASCII.
+// valid reports whether v is 1 to maxLen bytes of printable ASCII, not
+// starting or ending with a space.
 func (c requestIDCodec) valid(v string) bool {
-	if v == "" || len(v) > c.maxLen {
+	if v == "" || len(v) > c.maxLen || v[0] == ' ' || v[len(v)-1] == ' ' {
 		return false
 	}
 	for i := 0; i < len(v); i++ {
