@@ -73,6 +73,7 @@ type Handler struct {
 	logger   *zap.Logger
 	metrics  *metrics
 	state    *handlerState
+	observe  func(*reqState) // Explain's view of a request; nil when serving
 }
 
 // Propagation selects the trace header formats.

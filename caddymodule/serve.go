@@ -77,6 +77,9 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, next caddyhttp.H
 	}
 	t.init(h, in, r, &st.params)
 	h.metrics.countDecision(t.decision)
+	if h.observe != nil {
+		h.observe(st)
+	}
 
 	// Replace the caller's trace headers with the context of our CLIENT
 	// span; reverse_proxy copies the request headers upstream.
