@@ -47,7 +47,8 @@ func init() { register(FormatBaggage, func() Codec { return baggageCodec{} }) }
 // codec drops each invalid member (keeping the rest, and returning
 // ErrBaggageMember), and keeps members left to right while they fit in 64
 // members and 8192 bytes, dropping the others whole (ErrBaggageLimit).
-// Empty members (",,") are skipped silently.
+// Empty members (",,") are skipped silently. A tab, which can only be OWS,
+// is written as a space.
 //
 // A single field whose members are all valid and within the limits is kept
 // as a substring of itself: no allocation. Otherwise the kept members are
@@ -171,8 +172,9 @@ func parseBaggage(fields []string) (string, error) {
 	}
 	if clean && it.empty == 0 {
 		// One field, every member kept: the field itself, if it is no
-		// longer than the limit with its inner OWS.
-		if f := trimTracestate(fields[0]); len(f) <= baggageMaxBytes {
+		// longer than the limit with its inner OWS and has no tab, which
+		// is never written.
+		if f := trimTracestate(fields[0]); len(f) <= baggageMaxBytes && strings.IndexByte(f, '\t') < 0 {
 			return f, nil
 		}
 	}
@@ -185,10 +187,23 @@ func parseBaggage(fields []string) (string, error) {
 			if len(out) > 0 {
 				out = append(out, ',')
 			}
-			out = append(out, m...)
+			out = appendMember(out, m)
 		}
 	}
 	return string(out), err
+}
+
+// appendMember appends a valid member, its OWS tabs written as spaces: a
+// tab can only be OWS there, and no codec writes a control character.
+func appendMember(dst []byte, m string) []byte {
+	for i := 0; i < len(m); i++ {
+		if c := m[i]; c == '\t' {
+			dst = append(dst, ' ')
+		} else {
+			dst = append(dst, c)
+		}
+	}
+	return dst
 }
 
 // mergeBaggage joins two valid lists: every member of first, then the
@@ -221,7 +236,7 @@ func mergeBaggage(first, second string) string {
 			if len(out) > 0 {
 				out = append(out, ',')
 			}
-			out = append(out, m...)
+			out = appendMember(out, m)
 		}
 	}
 	return string(out)

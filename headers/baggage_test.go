@@ -109,6 +109,7 @@ func TestBaggageExtractValid(t *testing.T) {
 		{"empty inner member skipped", []string{"a=1,,b=2"}, "a=1,b=2"},
 		{"duplicate keys kept, in order", []string{"a=1,a=2"}, "a=1,a=2"},
 		{"only empty members", []string{" , "}, ""},
+		{"tab OWS written as a space", []string{"a=\t1, b=2"}, "a= 1,b=2"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -57,8 +57,9 @@ func init() { register(FormatXRay, func() Codec { return xrayCodec{} }) }
 // whether to keep the trace id. Sampled 1 accepts, 0 denies, ? or absent
 // leaves sampling unset. Every other key=value part (Self=, Lineage=, a
 // custom key) is kept in SpanContext.XRayExtra and re-emitted: as a
-// substring of the header when those parts are adjacent (no allocation),
-// else joined into one new string. Values must be printable ASCII; the
+// substring of the header when those parts are adjacent without a tab
+// between them (no allocation), else joined into one new string without
+// OWS. Values must be printable ASCII; the
 // header is capped at 2048 bytes.
 type xrayCodec struct{}
 
@@ -183,7 +184,7 @@ func parseXRay(v string, sc *SpanContext) error {
 	}
 	switch {
 	case extras == 0:
-	case adjacent:
+	case adjacent && strings.IndexByte(v[extraStart:extraEnd], '\t') < 0:
 		sc.XRayExtra = v[extraStart:extraEnd]
 	default:
 		sc.XRayExtra = joinXRayExtra(v, extraLen)

@@ -38,6 +38,7 @@ func TestXRayExtractValid(t *testing.T) {
 			xrParent, SamplingAccept, "Lineage=a87bd80c:1|68fd508a:5;CalledFrom=Foo"},
 		{"scattered extras joined", "Self=1-67891234-12456789abcdef012345678;Root=" + xrRoot + ";Lineage=a87bd80c:1;Parent=" + xrParent + ";k=v",
 			xrParent, SamplingUnset, "Self=1-67891234-12456789abcdef012345678;Lineage=a87bd80c:1;k=v"},
+		{"tab between extras: joined without it", "Root=" + xrRoot + ";a=1\t;b=2", "0", SamplingUnset, "a=1;b=2"},
 		{"empty part between extras joined", "Root=" + xrRoot + ";a=1;;b=2", "0", SamplingUnset, "a=1;b=2"},
 	}
 	for _, tt := range tests {
