@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strings"
 )
 
 // Errors of the Jaeger codec. Each is a package-level value, so returning one
@@ -135,6 +136,9 @@ func parseJaeger(v string, sc *SpanContext) error {
 
 // cutJaeger cuts s around the first ':' or URL-encoded %3A (either case).
 func cutJaeger(s string) (before, after string, found bool) {
+	if strings.IndexByte(s, '%') < 0 {
+		return strings.Cut(s, ":")
+	}
 	for i := 0; i < len(s); i++ {
 		switch {
 		case s[i] == ':':
@@ -165,22 +169,24 @@ func parseVarTraceID(s string, sc *SpanContext, malformed, zero error) error {
 }
 
 // decodeVarHex decodes 1 to 2*len(dst) hex digits of either case into dst,
-// right-aligned and left-padded with zeros. On failure dst holds garbage.
+// right-aligned and left-padded with zeros. Like decodeHex it checks the
+// digits once at the end. On failure dst holds garbage.
 func decodeVarHex(dst []byte, s string) bool {
 	if len(s) == 0 || len(s) > 2*len(dst) {
 		return false
 	}
 	clear(dst)
 	var bad byte
-	first := 2*len(dst) - len(s) // nibble index of s[0]
-	for i := 0; i < len(s); i++ {
-		v := hexValueFold[s[i]]
-		bad |= v
-		if n := first + i; n&1 == 0 {
-			dst[n>>1] |= v << 4
-		} else {
-			dst[n>>1] |= v & 0x0f
-		}
+	j := len(dst) - (len(s)+1)/2 // the byte that takes the first digits
+	if len(s)&1 != 0 {
+		v := hexValueFold[s[0]]
+		bad, dst[j] = v, v&0x0f
+		s, j = s[1:], j+1
+	}
+	for i := 1; i < len(s); i += 2 {
+		hi, lo := hexValueFold[s[i-1]], hexValueFold[s[i]]
+		bad |= hi | lo
+		dst[j+i>>1] = hi<<4 | lo
 	}
 	return bad <= 0x0f
 }
