@@ -239,6 +239,10 @@ func (h *Handler) Validate() error {
 
 // Cleanup releases this handler's hold on its exporter queues; the last
 // holder flushes and stops them. It copes with a half-provisioned handler.
+// The queues stay referenced: requests still in flight on the old
+// configuration enqueue their records after Cleanup, and a queue the next
+// configuration kept takes them; one that was stopped counts them as
+// dropped (reason shutdown).
 func (h *Handler) Cleanup() error {
 	var errs []error
 	for _, pq := range h.queues {
@@ -246,7 +250,6 @@ func (h *Handler) Cleanup() error {
 			errs = append(errs, err)
 		}
 	}
-	h.queues = nil
 	return errors.Join(errs...)
 }
 
