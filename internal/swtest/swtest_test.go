@@ -14,6 +14,8 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
 	agentv3 "skywalking.apache.org/repo/goapi/collect/language/agent/v3"
 	managementv3 "skywalking.apache.org/repo/goapi/collect/management/v3"
 )
@@ -280,4 +282,30 @@ func TestGRPCCollectorRestart(t *testing.T) {
 	if segs[0].GetTraceId() != "before" || segs[len(segs)-1].GetTraceId() != "after" {
 		t.Errorf("segments %v, want those from before and after the restart", segs)
 	}
+}
+
+func FuzzDecodeSegments(f *testing.F) {
+	f.Add([]byte("[" + segmentJSON + "]"))
+	f.Add([]byte(`[{"spans":[{"refs":[{"refType":"CrossProcess","parentSpanId":3}]}]}]`))
+	f.Add([]byte("[]"))
+	f.Add([]byte(`{"traceId":"t"}`))
+	f.Fuzz(func(t *testing.T, body []byte) {
+		segs, err := DecodeSegments(body)
+		if err != nil {
+			return
+		}
+		for i, s := range segs {
+			b, err := protojson.Marshal(s)
+			if err != nil {
+				t.Fatalf("segment %d decoded but does not encode: %v", i, err)
+			}
+			back, err := DecodeSegment(b)
+			if err != nil {
+				t.Fatalf("segment %d: its own encoding %s does not decode: %v", i, b, err)
+			}
+			if !proto.Equal(s, back) {
+				t.Fatalf("segment %d changed in a decode→encode→decode round trip", i)
+			}
+		}
+	})
 }
