@@ -28,8 +28,12 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //		service_name <name>                  # default: tracingproxy
 //		instance     <name>                  # default: <hostname>@<ipv4>
 //		propagation {
-//			extract <format...>              # order = precedence; default: w3c b3
-//			inject  <format...>              # every format written upstream; default: w3c b3
+//			extract <format...>              # order = precedence; default: w3c b3 sw8
+//			inject  <format...> | preserve   # written upstream; default: w3c b3
+//			default <format...>              # with preserve, when nothing came in; default: w3c
+//			clear   <header...>              # removed before the upstream sees the request
+//			custom  trace_id <hdr> [span_id <hdr>] [parent_id <hdr>] [sampled <hdr>] [uuid]
+//			request_id [header <name>] [generate]
 //			trust   all | none | <cidr...>   # whose trace headers to believe; default all
 //		}
 //		sample_ratio <0..1>                  # for new traces; default 1
@@ -68,8 +72,10 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //		exporter log                         # spans as JSON lines on the log (the default)
 //	}
 //
-// Formats: w3c, b3 (multi-header), b3single, sw8, sw6. Several exporter lines
-// may be given; each has its own queue.
+// Formats: w3c, b3 (multi-header), b3single, sw8, sw6, jaeger, ot, xray,
+// datadog, baggage (W3C baggage, merged across jaeger and ot baggage),
+// requestid, custom. Several exporter lines may be given; each has its own
+// queue.
 func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // directive name
 	if d.NextArg() {
@@ -123,8 +129,42 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 					if len(h.Propagation.Trust) == 0 {
 						return d.Errf("propagation trust needs all, none, or CIDRs")
 					}
+				case "default":
+					h.Propagation.Default = d.RemainingArgs()
+					if len(h.Propagation.Default) == 0 {
+						return d.Errf("propagation default needs at least one format")
+					}
+				case "clear":
+					h.Propagation.Clear = d.RemainingArgs()
+					if len(h.Propagation.Clear) == 0 {
+						return d.Errf("propagation clear needs at least one header name")
+					}
+				case "custom":
+					c, err := parseCustom(d)
+					if err != nil {
+						return err
+					}
+					h.Propagation.Custom = c
+				case "request_id":
+					rid := new(RequestID)
+					args := d.RemainingArgs()
+					for i := 0; i < len(args); i++ {
+						switch args[i] {
+						case "generate":
+							rid.Generate = true
+						case "header":
+							if i+1 >= len(args) {
+								return d.Errf("propagation request_id header needs a name")
+							}
+							i++
+							rid.Header = args[i]
+						default:
+							return d.Errf("unknown request_id value %q (allowed: header <name>, generate)", args[i])
+						}
+					}
+					h.Propagation.RequestID = rid
 				default:
-					return d.Errf("unknown propagation option %q (allowed: extract, inject, trust)", sub)
+					return d.Errf("unknown propagation option %q (allowed: extract, inject, default, clear, custom, request_id, trust)", sub)
 				}
 			}
 		case "response_headers":
@@ -176,6 +216,42 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		}
 	}
 	return nil
+}
+
+// parseCustom reads: custom trace_id <hdr> [span_id <hdr>] [parent_id <hdr>]
+// [sampled <hdr>] [uuid]
+func parseCustom(d *caddyfile.Dispenser) (*CustomHeaders, error) {
+	c := new(CustomHeaders)
+	args := d.RemainingArgs()
+	for i := 0; i < len(args); i++ {
+		key := args[i]
+		if key == "uuid" {
+			c.UUID = true
+			continue
+		}
+		var dst *string
+		switch key {
+		case "trace_id":
+			dst = &c.TraceID
+		case "span_id":
+			dst = &c.SpanID
+		case "parent_id":
+			dst = &c.ParentID
+		case "sampled":
+			dst = &c.Sampled
+		default:
+			return nil, d.Errf("unknown propagation custom value %q (allowed: trace_id, span_id, parent_id, sampled <header>, uuid)", key)
+		}
+		if i+1 >= len(args) {
+			return nil, d.Errf("propagation custom %s needs a header name", key)
+		}
+		i++
+		*dst = args[i]
+	}
+	if c.TraceID == "" {
+		return nil, d.Errf("propagation custom needs trace_id <header>")
+	}
+	return c, nil
 }
 
 func parseSampler(d *caddyfile.Dispenser) (*SamplerConfig, error) {

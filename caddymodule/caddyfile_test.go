@@ -126,10 +126,10 @@ func TestDefaults(t *testing.T) {
 	if h.ServiceName != "tracingproxy" {
 		t.Errorf("service name %q, want tracingproxy", h.ServiceName)
 	}
-	if got := formatNames(h.prop.ExtractFormats()); got != "w3c,b3" {
-		t.Errorf("extract %s, want w3c,b3", got)
+	if got := formatNames(h.prop.prop.ExtractFormats()); got != "w3c,b3,sw8" {
+		t.Errorf("extract %s, want w3c,b3,sw8", got)
 	}
-	if got := formatNames(h.prop.InjectFormats()); got != "w3c,b3" {
+	if got := formatNames(h.prop.prop.InjectFormats()); got != "w3c,b3" {
 		t.Errorf("inject %s, want w3c,b3", got)
 	}
 	if len(h.queues) != 1 || h.queues[0].name != "log" {

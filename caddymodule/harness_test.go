@@ -106,6 +106,10 @@ func (u *upstream) count() int {
 	return len(u.reqs)
 }
 
+// testClient opens a connection per request: a reload restarts the server,
+// and a kept-alive connection could meet its close.
+var testClient = &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+
 // get sends a GET through the proxy with the given headers and returns the
 // response and its body.
 func get(t *testing.T, path string, hdr map[string][]string) (*http.Response, string) {
@@ -119,8 +123,7 @@ func get(t *testing.T, path string, hdr map[string][]string) (*http.Response, st
 			req.Header.Add(k, v)
 		}
 	}
-	client := &http.Client{Timeout: 10 * time.Second}
-	res, err := client.Do(req)
+	res, err := testClient.Do(req)
 	if err != nil {
 		t.Fatalf("GET %s: %v", path, err)
 	}

@@ -39,7 +39,8 @@ type Handler struct {
 	// Default: <hostname>@<first non-loopback IPv4>.
 	Instance string `json:"instance,omitempty"`
 
-	// Propagation chooses the header formats read and written.
+	// Propagation chooses the header formats read and written, and whose
+	// trace context is trusted.
 	Propagation *Propagation `json:"propagation,omitempty"`
 
 	// SampleRatio is the fraction of new traces that are sampled, in [0,1];
@@ -64,7 +65,7 @@ type Handler struct {
 	// Default: one log exporter.
 	Exporters []*ExporterConfig `json:"exporters,omitempty"`
 
-	prop     *headers.Propagator
+	prop     *propagation
 	sampler  sampler.Sampler
 	keep     keepPolicy
 	trust    trustPolicy
@@ -74,23 +75,6 @@ type Handler struct {
 	metrics  *metrics
 	state    *handlerState
 	observe  func(*reqState) // Explain's view of a request; nil when serving
-}
-
-// Propagation selects the trace header formats.
-type Propagation struct {
-	// Extract lists the formats read from the request, in order of
-	// precedence: the first valid one wins. Default: w3c b3.
-	Extract []string `json:"extract,omitempty"`
-	// Inject lists the formats written to the upstream. Default: w3c b3.
-	Inject []string `json:"inject,omitempty"`
-	// Trust says whose inbound trace context is believed: all (default),
-	// none, or a list of CIDRs and addresses (private_ranges for the
-	// private and loopback ranges). The client is Caddy's client_ip, which
-	// honours the server's trusted_proxies. An untrusted client's trace
-	// headers never continue a trace, force sampling or ask for debug: a
-	// new trace starts, and its ids are recorded as the tags
-	// untrusted.trace_id and untrusted.span_id.
-	Trust []string `json:"trust,omitempty"`
 }
 
 // ResponseHeaders selects the trace headers set on the response.
@@ -133,11 +117,6 @@ const (
 	defaultServiceName = "tracingproxy"
 )
 
-var (
-	defaultExtract = []string{"w3c", "b3"}
-	defaultInject  = []string{"w3c", "b3"}
-)
-
 // Provision sets defaults and builds the propagator, sampler and exporter
 // queues.
 func (h *Handler) Provision(ctx caddy.Context) error {
@@ -160,24 +139,10 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if h.Instance == "" {
 		h.Instance = defaultInstance()
 	}
-	extract, inject := defaultExtract, defaultInject
-	if h.Propagation != nil {
-		if len(h.Propagation.Extract) > 0 {
-			extract = h.Propagation.Extract
-		}
-		if len(h.Propagation.Inject) > 0 {
-			inject = h.Propagation.Inject
-		}
+	var err error
+	if h.prop, err = h.Propagation.build(); err != nil {
+		return err
 	}
-	ex, err := headers.Codecs(extract)
-	if err != nil {
-		return fmt.Errorf("propagation extract: %w", err)
-	}
-	in, err := headers.Codecs(inject)
-	if err != nil {
-		return fmt.Errorf("propagation inject: %w", err)
-	}
-	h.prop = headers.NewPropagator(ex, in)
 	if h.Propagation != nil {
 		if h.trust, err = parseTrust(h.Propagation.Trust); err != nil {
 			return err
@@ -185,7 +150,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	} else {
 		h.trust = trustPolicy{all: true}
 	}
-	for _, f := range h.prop.InjectFormats() {
+	for _, f := range h.prop.prop.InjectFormats() {
 		if f == headers.FormatSW8 || f == headers.FormatSW6 {
 			h.segments = true
 		}

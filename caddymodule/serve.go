@@ -55,10 +55,13 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, next caddyhttp.H
 	start := now()
 	st := statePool.Get().(*reqState)
 	defer func() {
-		*st = reqState{}
+		// The writer is large and its values are only read below n: a
+		// reset of n is enough.
+		st.in, st.hop, st.params = headers.Result{}, hop{}, sampler.Params{}
+		st.wr.Reset()
 		statePool.Put(st)
 	}()
-	st.in = h.prop.Extract(r.Header)
+	st.in = h.prop.prop.Extract(r.Header)
 	in := &st.in
 	if in.Malformed != 0 {
 		h.metrics.countMalformed(in.Malformed)
@@ -73,7 +76,8 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, next caddyhttp.H
 		// Never continue, force or debug an untrusted caller's trace;
 		// remember its ids for the SERVER span's tags.
 		t.untrustedTrace, t.untrustedSpan = in.TraceID, in.SpanID
-		*in = headers.Result{Present: in.Present, Malformed: in.Malformed}
+		*in = headers.Result{Present: in.Present, Malformed: in.Malformed,
+			SpanContext: headers.SpanContext{Baggage: in.Baggage, RequestID: in.RequestID}}
 	}
 	t.init(h, in, r, &st.params)
 	h.metrics.countDecision(t.decision)
@@ -83,9 +87,7 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, next caddyhttp.H
 
 	// Replace the caller's trace headers with the context of our CLIENT
 	// span; reverse_proxy copies the request headers upstream.
-	h.prop.Clear(r.Header)
-	h.prop.Inject(&t.out, &st.wr)
-	st.wr.Apply(r.Header)
+	h.prop.inject(r, in, &t.out, &st.wr)
 
 	h.setResponseHeaders(w, t)
 	h.annotate(r, t)
@@ -133,13 +135,18 @@ type hop struct {
 
 func (t *hop) init(h *Handler, in *headers.Result, r *http.Request, p *sampler.Params) {
 	t.in = in
-	t.continuing = in.Format != headers.FormatNone && in.HasIDs()
+	// A trace id without a span id (an AWS load balancer's X-Ray Root)
+	// is continued too; the SERVER span is then the trace's root.
+	t.continuing = in.Format != headers.FormatNone && in.TraceID.IsValid()
 	o := &t.out
+	o.Baggage, o.RequestID = in.Baggage, in.RequestID
 	if t.continuing {
 		o.TraceID = in.TraceID
 		o.TraceID64 = in.TraceID64
 		o.Random = in.Random
 		o.TraceState = in.TraceState
+		o.XRayExtra = in.XRayExtra
+		o.DatadogOrigin, o.DatadogTags = in.DatadogOrigin, in.DatadogTags
 	} else {
 		o.TraceID = headers.NewTraceID()
 		o.Random = true
@@ -288,7 +295,7 @@ func (v *spanIDVar) String() string { return v.span.String() }
 type recordBuf struct {
 	rec     exporter.Record
 	clients [1]exporter.Span
-	tags    [6]exporter.Tag
+	tags    [7]exporter.Tag
 }
 
 // record builds the exporter record of a finished request.
@@ -326,11 +333,15 @@ func (h *Handler) record(r *http.Request, t *hop, sr *statusRecorder, err error,
 		Tags:     b.tags[0:3:3],
 	}
 	if t.continuing {
-		rec.Server.ParentID = t.in.SpanID
+		rec.Server.ParentID = t.in.SpanID // zero for a root-only context
 	}
 	n := 3
 	if t.in.Conflict != headers.FormatNone {
 		b.tags[n] = exporter.Tag{Key: "tracingproxy.conflict", Value: t.in.Conflict.String() + ":" + t.in.ConflictTraceID.String()}
+		n++
+	}
+	if t.out.RequestID != "" {
+		b.tags[n] = exporter.Tag{Key: "request_id", Value: t.out.RequestID}
 		n++
 	}
 	if t.untrustedTrace.IsValid() {

@@ -391,3 +391,13 @@ func (p *Propagator) Inject(sc *SpanContext, w *Writer) {
 		c.Inject(sc, w)
 	}
 }
+
+// InjectSet writes sc in those configured formats that are in set, for a
+// per-request choice of formats (inject preserve).
+func (p *Propagator) InjectSet(sc *SpanContext, w *Writer, set FormatSet) {
+	for _, c := range p.inject {
+		if set.Has(c.Format()) {
+			c.Inject(sc, w)
+		}
+	}
+}

@@ -264,3 +264,19 @@ func TestCodecsAndFormats(t *testing.T) {
 		t.Errorf("unknown Format String = %q", Format(200).String())
 	}
 }
+
+func TestInjectSetWritesOnlyTheChosenFormats(t *testing.T) {
+	codecs, err := Codecs([]string{"w3c", "b3", "b3single"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := NewPropagator(codecs, codecs)
+	sc := SpanContext{TraceID: TraceID{1}, SpanID: SpanID{2}, Sampling: SamplingAccept}
+	var w Writer
+	p.InjectSet(&sc, &w, FormatSet(0).Add(FormatB3Single))
+	h := http.Header{}
+	w.Apply(h)
+	if len(h) != 1 || h.Get("B3") == "" {
+		t.Errorf("headers %v, want only b3", h)
+	}
+}

@@ -1,0 +1,218 @@
+package caddymodule
+
+import (
+	"fmt"
+	"net/http"
+
+	"github.com/tracingproxy/tracingproxy/headers"
+)
+
+// Propagation selects the trace header formats.
+type Propagation struct {
+	// Extract lists the formats read from the request, in order of
+	// precedence: the first valid one wins. Default: w3c b3 sw8.
+	Extract []string `json:"extract,omitempty"`
+	// Inject lists the formats written to the upstream, or is ["preserve"]:
+	// the formats the request came in with, plus Default when it came with
+	// none. Default: w3c b3.
+	Inject []string `json:"inject,omitempty"`
+	// Default lists the formats injected under preserve when the request
+	// carried no trace context. Default: w3c.
+	Default []string `json:"default,omitempty"`
+	// Clear lists request headers removed before the upstream sees the
+	// request.
+	Clear []string `json:"clear,omitempty"`
+	// Custom configures the custom format: operator-named headers carrying
+	// a hex or UUID trace id, span id, parent id and sampled flag.
+	Custom *CustomHeaders `json:"custom,omitempty"`
+	// RequestID configures the requestid format (X-Request-ID): passed
+	// through, recorded as the span tag request_id, optionally generated.
+	// Setting it adds requestid to extract and inject.
+	RequestID *RequestID `json:"request_id,omitempty"`
+	// Trust says whose inbound trace context is believed: all (default),
+	// none, or a list of CIDRs and addresses (private_ranges for the
+	// private and loopback ranges). The client is Caddy's client_ip, which
+	// honours the server's trusted_proxies. An untrusted client's trace
+	// headers never continue a trace, force sampling or ask for debug: a
+	// new trace starts, and its ids are recorded as the tags
+	// untrusted.trace_id and untrusted.span_id.
+	Trust []string `json:"trust,omitempty"`
+}
+
+// CustomHeaders names the headers of the custom format.
+type CustomHeaders struct {
+	TraceID  string `json:"trace_id"`
+	SpanID   string `json:"span_id,omitempty"`
+	ParentID string `json:"parent_id,omitempty"`
+	Sampled  string `json:"sampled,omitempty"`
+	// UUID writes the trace id as a UUID (8-4-4-4-12) instead of 32 hex.
+	UUID bool `json:"uuid,omitempty"`
+}
+
+// RequestID configures the request-id header.
+type RequestID struct {
+	// Header is the header's name. Default: X-Request-ID.
+	Header string `json:"header,omitempty"`
+	// Generate sets a UUIDv4 when the request has none.
+	Generate bool `json:"generate,omitempty"`
+}
+
+var (
+	defaultExtract       = []string{"w3c", "b3", "sw8"}
+	defaultInject        = []string{"w3c", "b3"}
+	defaultPreserveInto  = []string{"w3c"}
+	injectPreserve       = "preserve"
+	requestIDFormatName  = headers.FormatRequestID.String()
+	customFormatName     = headers.FormatCustom.String()
+	contextFormatsBitset = ^headers.FormatSet(0).Add(headers.FormatBaggage).Add(headers.FormatRequestID)
+)
+
+// propagation is the compiled Propagation.
+type propagation struct {
+	prop       *headers.Propagator
+	preserve   bool
+	defaultSet headers.FormatSet // injected under preserve when nothing came in
+	clear      []string          // canonical header names
+}
+
+// build compiles the propagation options; errors name the option.
+func (p *Propagation) build() (*propagation, error) {
+	if p == nil {
+		p = &Propagation{}
+	}
+	extract, inject := p.Extract, p.Inject
+	if len(extract) == 0 {
+		extract = defaultExtract
+	}
+	if len(inject) == 0 {
+		inject = defaultInject
+	}
+	if p.RequestID != nil {
+		extract = appendMissing(extract, requestIDFormatName)
+		if len(inject) != 1 || inject[0] != injectPreserve {
+			inject = appendMissing(inject, requestIDFormatName)
+		}
+	}
+	out := &propagation{}
+	ex, err := p.codecs(extract)
+	if err != nil {
+		return nil, fmt.Errorf("propagation extract: %w", err)
+	}
+	var in []headers.Codec
+	if len(inject) == 1 && inject[0] == injectPreserve {
+		out.preserve = true
+		def := p.Default
+		if len(def) == 0 {
+			def = defaultPreserveInto
+		}
+		dc, err := p.codecs(def)
+		if err != nil {
+			return nil, fmt.Errorf("propagation default: %w", err)
+		}
+		for _, c := range dc {
+			out.defaultSet = out.defaultSet.Add(c.Format())
+		}
+		// Under preserve, any format read may be written back, and the
+		// defaults when none was read.
+		in = ex
+		for _, c := range dc {
+			if !hasFormat(ex, c.Format()) {
+				in = append(in, c)
+			}
+		}
+	} else {
+		if len(p.Default) > 0 {
+			return nil, fmt.Errorf("propagation default only applies with inject preserve")
+		}
+		if in, err = p.codecs(inject); err != nil {
+			return nil, fmt.Errorf("propagation inject: %w", err)
+		}
+	}
+	out.prop = headers.NewPropagator(ex, in)
+	for _, name := range p.Clear {
+		if !validHeaderName(name) {
+			return nil, fmt.Errorf("propagation clear: %q is not a valid header name", name)
+		}
+		out.clear = append(out.clear, http.CanonicalHeaderKey(name))
+	}
+	return out, nil
+}
+
+// codecs builds the codecs of the named formats, configuring custom and
+// requestid from their options.
+func (p *Propagation) codecs(names []string) ([]headers.Codec, error) {
+	var out []headers.Codec
+	seen := map[string]bool{}
+	for _, n := range names {
+		if seen[n] {
+			return nil, fmt.Errorf("format %q listed twice", n)
+		}
+		seen[n] = true
+		var c headers.Codec
+		var err error
+		switch n {
+		case injectPreserve:
+			return nil, fmt.Errorf("preserve must be the only inject value")
+		case customFormatName:
+			if p.Custom == nil || p.Custom.TraceID == "" {
+				return nil, fmt.Errorf("format custom needs its headers: custom trace_id <header> [span_id <header>] [parent_id <header>] [sampled <header>]")
+			}
+			cc := p.Custom
+			c, err = headers.NewCustomCodec(headers.CustomConfig{TraceIDHeader: cc.TraceID, SpanIDHeader: cc.SpanID,
+				ParentIDHeader: cc.ParentID, SampledHeader: cc.Sampled, UUID: cc.UUID})
+		case requestIDFormatName:
+			rc := p.RequestID
+			if rc == nil {
+				rc = &RequestID{}
+			}
+			c, err = headers.NewRequestIDCodec(rc.Header, rc.Generate, 0)
+		default:
+			var f headers.Format
+			if f, err = headers.ParseFormat(n); err == nil {
+				c, err = headers.NewCodec(f)
+			}
+		}
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, c)
+	}
+	return out, nil
+}
+
+func appendMissing(list []string, name string) []string {
+	for _, n := range list {
+		if n == name {
+			return list
+		}
+	}
+	return append(append([]string(nil), list...), name)
+}
+
+func hasFormat(cs []headers.Codec, f headers.Format) bool {
+	for _, c := range cs {
+		if c.Format() == f {
+			return true
+		}
+	}
+	return false
+}
+
+// inject writes the outgoing context into the request headers, replacing
+// every header the formats own and removing the cleared ones.
+func (p *propagation) inject(r *http.Request, in *headers.Result, sc *headers.SpanContext, w *headers.Writer) {
+	p.prop.Clear(r.Header)
+	for _, name := range p.clear {
+		delete(r.Header, name)
+	}
+	if !p.preserve {
+		p.prop.Inject(sc, w)
+	} else {
+		set := in.Present &^ in.Malformed
+		if set&contextFormatsBitset == 0 {
+			set |= p.defaultSet
+		}
+		p.prop.InjectSet(sc, w, set)
+	}
+	w.Apply(r.Header)
+}
