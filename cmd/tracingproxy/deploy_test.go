@@ -1408,10 +1408,10 @@ func TestKubernetesManifests(t *testing.T) {
 	// The config map's Caddyfile, with the sidecar's environment, loads.
 	env := map[string]string{}
 	for _, e := range sidecar.Env {
-		if e.ValueFrom != nil {
-			t.Errorf("env %s comes from elsewhere; this test only knows literal values", e.Name)
-		}
 		env[e.Name] = e.Value
+		if e.ValueFrom != nil { // a Secret, say: any value will do here
+			env[e.Name] = "from-" + e.Name
+		}
 	}
 	checkKnownEnv(t, shipped, env)
 	file := filepath.Join(t.TempDir(), "Caddyfile")
