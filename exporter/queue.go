@@ -182,12 +182,9 @@ type Queue struct {
 	bytes    int
 	closed   bool   // Shutdown was called; Enqueue refuses records
 	enqueued uint64 // records accepted
-	// flight is the batch the worker holds, until it is accounted for.
+	// flight counts the batch the worker holds until it is accounted for,
+	// by the worker or by Shutdown giving up at its deadline.
 	flightRecords, flightSpans int
-	// abandoned says Shutdown gave up at its deadline after counting what
-	// was queued and in flight as shutdown drops; the worker then counts
-	// nothing more.
-	abandoned bool
 
 	wake     chan struct{} // a batch is ready
 	flushReq chan chan struct{}
@@ -323,16 +320,15 @@ func (q *Queue) take(batch []*Record) []*Record {
 }
 
 // settle accounts for the batch in flight: exported when reason is negative,
-// dropped for that reason otherwise. It counts nothing once Shutdown has
-// abandoned the batch, because Shutdown counted it already.
+// dropped for that reason otherwise. It counts nothing when Shutdown gave up
+// on the batch, because Shutdown counted it already.
 func (q *Queue) settle(reason int) {
 	q.mu.Lock()
 	records, spans := q.flightRecords, q.flightSpans
 	q.flightRecords, q.flightSpans = 0, 0
-	abandoned := q.abandoned
 	q.mu.Unlock()
 	switch {
-	case abandoned:
+	case records == 0:
 	case reason >= 0:
 		q.drop(reason, records, spans)
 	default:
@@ -525,8 +521,6 @@ func (q *Queue) Shutdown(ctx context.Context) error {
 	if !first {
 		return nil
 	}
-	stopCancel := context.AfterFunc(ctx, q.cancel)
-	defer stopCancel()
 	select {
 	case <-q.done:
 		q.cancel()
@@ -535,7 +529,6 @@ func (q *Queue) Shutdown(ctx context.Context) error {
 	}
 	q.cancel()
 	q.mu.Lock()
-	q.abandoned = true
 	records, spans := q.flightRecords, q.flightSpans
 	q.flightRecords, q.flightSpans = 0, 0
 	for q.n > 0 {

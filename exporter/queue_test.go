@@ -6,12 +6,14 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+	"weak"
 
 	"github.com/tracingproxy/tracingproxy/headers"
 )
@@ -109,6 +111,12 @@ func (e *recordingExporter) exported() []int {
 	return out
 }
 
+// discardExporter accepts every batch and keeps nothing.
+type discardExporter struct{}
+
+func (discardExporter) Export(context.Context, []*Record) error { return nil }
+func (discardExporter) Shutdown(context.Context) error          { return nil }
+
 // fakeClock is a Queue clock whose time moves only when the Queue waits.
 // With requests nil every wait passes at once; otherwise each wait is handed
 // to the test, which fires it.
@@ -171,13 +179,7 @@ func (c *fakeClock) requestedWaits() []time.Duration {
 // nextWait returns the next wait the Queue asks for, failing after a while.
 func (c *fakeClock) nextWait(t *testing.T) waitRequest {
 	t.Helper()
-	select {
-	case w := <-c.requests:
-		return w
-	case <-time.After(5 * time.Second):
-		t.Fatal("the queue asked for no retry wait")
-		return waitRequest{}
-	}
+	return receive(t, c.requests, "a retry wait")
 }
 
 // fire lets the wait pass, advancing the clock by its duration.
@@ -195,6 +197,19 @@ func eventually(t *testing.T, what string, cond func() bool) {
 			t.Fatalf("timed out waiting for %s", what)
 		}
 		time.Sleep(time.Millisecond)
+	}
+}
+
+// receive waits for a value on ch, failing the test after 5s.
+func receive[T any](t *testing.T, ch <-chan T, what string) T {
+	t.Helper()
+	select {
+	case v := <-ch:
+		return v
+	case <-time.After(5 * time.Second):
+		t.Fatalf("timed out waiting for %s", what)
+		var zero T
+		return zero
 	}
 }
 
@@ -428,7 +443,7 @@ func TestQueueDropPolicy(t *testing.T) {
 			for i := range 10 {
 				q.Enqueue(testRecord(i))
 			}
-			<-exp.entered // 0..9 are in flight; the queue is empty
+			receive(t, exp.entered, "the first export") // 0..9 are in flight; the queue is empty
 			accepted := 0
 			for i := 10; i < 25; i++ {
 				if q.Enqueue(testRecord(i)) {
@@ -466,7 +481,7 @@ func TestQueueByteBound(t *testing.T) {
 			q := NewQueue(exp, QueueConfig{Size: 100, Bytes: 5 * one, BatchSize: 1, FlushInterval: time.Hour, Drop: drop})
 			defer shutdown(t, q)
 			q.Enqueue(testRecord(0))
-			<-exp.entered // record 0 is in flight
+			receive(t, exp.entered, "the first export") // record 0 is in flight
 			for i := 1; i <= 20; i++ {
 				q.Enqueue(testRecord(i))
 				if s := q.Stats(); s.Bytes > 5*one || s.Len > 5 {
@@ -514,6 +529,26 @@ func TestQueueOversizedRecord(t *testing.T) {
 				t.Fatalf("exported %v, want %v", got, want)
 			}
 		})
+	}
+}
+
+// TestQueueKeepsNoRecord checks that the queue lets go of records once they
+// are exported or evicted, so that it holds no memory beyond what waits.
+func TestQueueKeepsNoRecord(t *testing.T) {
+	q := NewQueue(discardExporter{}, QueueConfig{Size: 16, BatchSize: 4, FlushInterval: time.Hour})
+	defer shutdown(t, q)
+	var refs []weak.Pointer[Record]
+	for i := range 40 {
+		r := testRecord(i)
+		refs = append(refs, weak.Make(r))
+		q.Enqueue(r)
+	}
+	flush(t, q)
+	runtime.GC()
+	for i, p := range refs {
+		if p.Value() != nil {
+			t.Fatalf("record %d is still referenced after it was exported or evicted", i)
+		}
 	}
 }
 
