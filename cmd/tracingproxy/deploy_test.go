@@ -67,13 +67,18 @@ func readFile(t *testing.T, name string) []byte {
 // and {$NAME:default} at parse time, {env.NAME} at load time.
 var envReference = regexp.MustCompile(`\{(?:\$([A-Za-z_][A-Za-z0-9_]*)(?::[^}]*)?|env\.([A-Za-z_][A-Za-z0-9_]*))\}`)
 
-// caddyfileEnv lists the environment variables the Caddyfile reads.
+// caddyfileEnv lists the environment variables the Caddyfile reads, outside
+// comment lines.
 func caddyfileEnv(cf []byte) []string {
 	var names []string
-	for _, m := range envReference.FindAllSubmatch(cf, -1) {
-		name := string(m[1]) + string(m[2])
-		if !slices.Contains(names, name) {
-			names = append(names, name)
+	for _, line := range strings.Split(string(cf), "\n") {
+		if strings.HasPrefix(strings.TrimSpace(line), "#") {
+			continue
+		}
+		for _, m := range envReference.FindAllStringSubmatch(line, -1) {
+			if name := m[1] + m[2]; !slices.Contains(names, name) {
+				names = append(names, name)
+			}
 		}
 	}
 	return names
@@ -204,8 +209,20 @@ func adaptSidecar(file string) (sidecarConfig, error) {
 				}
 				sc.handler = h
 				sc.proxyListen = srv.Listen[0]
-				for _, u := range r.Handle[i+1]["upstreams"].([]any) {
-					sc.upstreams = append(sc.upstreams, u.(map[string]any)["dial"].(string))
+				var rp struct {
+					Upstreams []struct {
+						Dial string `json:"dial"`
+					} `json:"upstreams"`
+				}
+				b, err := json.Marshal(r.Handle[i+1])
+				if err == nil {
+					err = json.Unmarshal(b, &rp)
+				}
+				if err != nil {
+					return sc, fmt.Errorf("reverse_proxy: %w", err)
+				}
+				for _, u := range rp.Upstreams {
+					sc.upstreams = append(sc.upstreams, u.Dial)
 				}
 				traced = true
 			}
@@ -687,7 +704,6 @@ type imageSpec struct {
 	env            map[string]string
 	uid            int
 	exposed        []int
-	buildArgs      map[string]string
 	versionSymbol  string
 	dockerignore   dockerignore
 	contextRoot    string
@@ -702,9 +718,8 @@ const testVersion = "0.0.0-deploytest"
 func readImageSpec(t *testing.T) imageSpec {
 	t.Helper()
 	root := repoRoot(t)
-	is := imageSpec{contextRoot: root, dockerfilePath: filepath.Join(root, "deploy", "Dockerfile"),
-		buildArgs: map[string]string{"VERSION": testVersion}}
-	is.df = parseDockerfile(t, string(readFile(t, is.dockerfilePath)), is.buildArgs)
+	is := imageSpec{contextRoot: root, dockerfilePath: filepath.Join(root, "deploy", "Dockerfile")}
+	is.df = parseDockerfile(t, string(readFile(t, is.dockerfilePath)), map[string]string{"VERSION": testVersion})
 	is.dockerignore = readDockerignore(t, filepath.Join(root, ".dockerignore"))
 	if len(is.df.stages) != 2 {
 		t.Fatalf("%d stages, want 2 (build, runtime)", len(is.df.stages))
@@ -753,7 +768,7 @@ func readImageSpec(t *testing.T) imageSpec {
 		t.Fatalf("CMD %v, want run --config <file> --adapter caddyfile", is.cmd)
 	}
 	if _, ok := is.copies[is.configPath]; !ok {
-		t.Errorf("CMD runs %s, which no COPY puts in the image", is.configPath)
+		t.Fatalf("CMD runs %s, which no COPY puts in the image", is.configPath)
 	}
 
 	is.env = map[string]string{}
@@ -1095,9 +1110,13 @@ func TestImageBuild(t *testing.T) {
 		}
 	}
 	cf := readFile(t, filepath.Join(ctxDir, filepath.FromSlash(src)))
-	for _, env := range []map[string]string{
-		nil,
-		{"EXPORTER": "zipkin+skywalking", "ZIPKIN_URL": "http://127.0.0.1:9411/api/v2/spans", "SKYWALKING_URL": "grpc://127.0.0.1:11800"},
+	for _, tc := range []struct {
+		env   map[string]string
+		valid bool
+	}{
+		{nil, true},
+		{map[string]string{"EXPORTER": "zipkin+skywalking", "ZIPKIN_URL": "http://127.0.0.1:9411/api/v2/spans", "SKYWALKING_URL": "grpc://127.0.0.1:11800"}, true},
+		{map[string]string{"EXPORTER": "zipkin", "ZIPKIN_URL": "127.0.0.1:9411"}, false},
 	} {
 		run := exec.Command(out, argv...)
 		tmp := t.TempDir()
@@ -1106,13 +1125,13 @@ func TestImageBuild(t *testing.T) {
 			run.Env = append(run.Env, k+"="+filepath.Join(tmp, strings.TrimPrefix(v, "/tmp/")))
 		}
 		for _, name := range caddyfileEnv(cf) {
-			if v, ok := env[name]; ok {
+			if v, ok := tc.env[name]; ok {
 				run.Env = append(run.Env, name+"="+v)
 			}
 		}
 		b, err := run.CombinedOutput()
-		if err != nil || !bytes.Contains(b, []byte("Valid configuration")) {
-			t.Errorf("%s %v with %v: %v\n%s", out, argv, env, err, b)
+		if valid := err == nil && bytes.Contains(b, []byte("Valid configuration")); valid != tc.valid {
+			t.Errorf("%s %v with %v: valid %t, want %t: %v\n%s", out, argv, tc.env, valid, tc.valid, err, b)
 		}
 	}
 }
@@ -1378,8 +1397,14 @@ func TestKubernetesManifests(t *testing.T) {
 			case v.Name != m.Name:
 			case v.ConfigMap != nil:
 				volumes[m.MountPath] = v.ConfigMap.Name
+				if !m.ReadOnly {
+					t.Errorf("config volume %s is mounted read-write", m.Name)
+				}
 			case v.EmptyDir != nil:
 				volumes[m.MountPath] = ""
+				if v.EmptyDir.SizeLimit == "" {
+					t.Errorf("emptyDir %s has no sizeLimit", m.Name)
+				}
 			}
 		}
 	}
@@ -1439,7 +1464,11 @@ func TestKubernetesManifests(t *testing.T) {
 	}
 	for name, p := range map[string]*k8sProbe{"readiness": sidecar.ReadinessProbe, "liveness": sidecar.LivenessProbe} {
 		if p == nil || p.HTTPGet == nil || p.HTTPGet.Path != "/healthz" || ports[p.HTTPGet.Port] != opsPort {
-			t.Errorf("%s probe %+v: want GET /healthz on port %d", name, p, opsPort)
+			got := "none"
+			if p != nil && p.HTTPGet != nil {
+				got = fmt.Sprintf("GET %s on port %s", p.HTTPGet.Path, p.HTTPGet.Port)
+			}
+			t.Errorf("%s probe: %s, want GET /healthz on port %d", name, got, opsPort)
 		}
 	}
 	ann := d.Spec.Template.Metadata.Annotations
@@ -1456,8 +1485,12 @@ func TestKubernetesManifests(t *testing.T) {
 	}
 
 	// A rollout waits for in-flight requests and the final flush.
-	if g := pod.TerminationGracePeriodSeconds; g == nil || time.Duration(*g)*time.Second <= sc.gracePeriod+5*time.Second {
-		t.Errorf("terminationGracePeriodSeconds %v: want more than grace_period %s plus the 5s final flush", g, sc.gracePeriod)
+	g := 30 // Kubernetes' default
+	if pod.TerminationGracePeriodSeconds != nil {
+		g = *pod.TerminationGracePeriodSeconds
+	}
+	if time.Duration(g)*time.Second <= sc.gracePeriod+5*time.Second {
+		t.Errorf("terminationGracePeriodSeconds %d: want more than grace_period %s plus the 5s final flush", g, sc.gracePeriod)
 	}
 }
 
