@@ -152,7 +152,7 @@ type Stats struct {
 	Retries         uint64            // export attempts after the first
 	Failures        uint64            // failed export attempts
 	Len             int               // records waiting now
-	Bytes           int               // estimated bytes waiting now
+	Bytes           int               // estimated bytes waiting now; 0 without a byte bound
 	LastSuccess     time.Time         // end of the last successful export
 }
 
@@ -193,8 +193,8 @@ type Queue struct {
 	shutOnce sync.Once
 	shutCtx  context.Context
 	shutErr  error
-	// base parents every export attempt and retry wait; it is cancelled
-	// when the shutdown context ends, so nothing outlives the deadline.
+	// base parents every export attempt and retry wait; Shutdown cancels
+	// it when its context ends, so no export outlives the deadline.
 	base   context.Context
 	cancel context.CancelFunc
 
