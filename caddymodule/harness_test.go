@@ -2,6 +2,7 @@ package caddymodule
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -9,6 +10,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -124,6 +126,12 @@ func get(t *testing.T, path string, hdr map[string][]string) (*http.Response, st
 		}
 	}
 	res, err := testClient.Do(req)
+	for try := 0; err != nil && try < 3 && reloadRace(err); try++ {
+		// Caddy reloads by opening a new SO_REUSEPORT listener beside the
+		// old one; a connection the kernel queued on the old one is reset
+		// when it closes, before any handler saw the request. Retry.
+		res, err = testClient.Do(req)
+	}
 	if err != nil {
 		t.Fatalf("GET %s: %v", path, err)
 	}
@@ -133,6 +141,12 @@ func get(t *testing.T, path string, hdr map[string][]string) (*http.Response, st
 		t.Fatal(err)
 	}
 	return res, string(b)
+}
+
+// reloadRace reports whether err is a connection closed before any response,
+// as a reload's closing listener does.
+func reloadRace(err error) bool {
+	return errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET)
 }
 
 // deadPort returns a local address nothing listens on.

@@ -90,9 +90,21 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, next caddyhttp.H
 	h.prop.inject(r, in, &t.out, &st.wr)
 
 	h.setResponseHeaders(w, t)
-	h.annotate(r, t)
+	watch := t.decision.Sample || h.keep.enabled()
+	var b *recordBuf
+	var ids *traceIDs
+	if watch {
+		// The record's buffer is allocated now and holds the ids the
+		// placeholders and the access log read.
+		b = new(recordBuf)
+		ids = &b.ids
+	} else {
+		ids = new(traceIDs)
+	}
+	*ids = traceIDs{trace: t.out.TraceID, span: t.serverID}
+	annotate(r, ids)
 
-	if !t.decision.Sample && !h.keep.enabled() {
+	if !watch {
 		return next.ServeHTTP(w, r)
 	}
 
@@ -112,7 +124,7 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, next caddyhttp.H
 		t.decision.Reason = reason
 		h.metrics.countDecision(sampler.Decision{Sample: true, Reason: reason})
 	}
-	rec := h.record(r, t, sr, err, start, callStart, end)
+	rec := h.record(b, r, t, sr, err, start, callStart, end)
 	for _, q := range h.queues {
 		q.q.Enqueue(rec)
 	}
@@ -130,7 +142,8 @@ type hop struct {
 	decision       sampler.Decision
 	serverID       headers.SpanID
 	out            headers.SpanContext // what the upstream continues: our CLIENT span
-	swTraceID      string              // the SkyWalking trace id string, when segments are on
+	swTraceID      string              // the caller's SkyWalking trace id string, if any
+	name           string              // the operation name, "<METHOD> <path>", once needed
 }
 
 func (t *hop) init(h *Handler, in *headers.Result, r *http.Request, p *sampler.Params) {
@@ -169,11 +182,12 @@ func (t *hop) init(h *Handler, in *headers.Result, r *http.Request, p *sampler.P
 	if !h.segments {
 		o.SpanID = headers.NewSpanID()
 	} else {
-		if t.continuing && in.SW.TraceID != "" {
+		// A SkyWalking caller's trace id string travels on verbatim; for
+		// any other trace, sw8 and the segment write the 32-hex id.
+		if t.continuing {
 			t.swTraceID = in.SW.TraceID
-		} else {
-			t.swTraceID = o.TraceID.String()
 		}
+		t.name = r.Method + " " + r.URL.Path
 		seg := newSegmentID()
 		// The CLIENT span is our Exit span 1; deriving its id from the
 		// segment lets the next proxy, reading only our sw8, name the same
@@ -185,7 +199,7 @@ func (t *hop) init(h *Handler, in *headers.Result, r *http.Request, p *sampler.P
 			SpanID:    1,
 			Service:   h.ServiceName,
 			Instance:  h.Instance,
-			Endpoint:  operationName(r),
+			Endpoint:  t.name,
 			Address:   h.upstreamAddress(r),
 		}
 	}
@@ -193,11 +207,6 @@ func (t *hop) init(h *Handler, in *headers.Result, r *http.Request, p *sampler.P
 
 // newSegmentID returns a fresh SkyWalking segment id: 32 random hex digits.
 func newSegmentID() string { return headers.NewTraceID().String() }
-
-// operationName names the hop: "<METHOD> <path>", without the query.
-func operationName(r *http.Request) string {
-	return r.Method + " " + r.URL.Path
-}
 
 func (h *Handler) upstreamAddress(r *http.Request) string {
 	if h.UpstreamAddress != "" {
@@ -255,8 +264,7 @@ func (h *Handler) setResponseHeaders(w http.ResponseWriter, t *hop) {
 // annotate exposes the ids as {http.vars.trace_id}, {http.vars.span_id} and
 // in the access log (trace_id, span_id). The ids become strings only when
 // something reads them.
-func (h *Handler) annotate(r *http.Request, t *hop) {
-	ids := &traceIDs{trace: t.out.TraceID, span: t.serverID}
+func annotate(r *http.Request, ids *traceIDs) {
 	ctx := r.Context()
 	caddyhttp.SetVar(ctx, "trace_id", (*traceIDVar)(ids))
 	caddyhttp.SetVar(ctx, "span_id", (*spanIDVar)(ids))
@@ -293,14 +301,14 @@ func (v *spanIDVar) String() string { return v.span.String() }
 // recordBuf holds a record with room for its spans and tags, so a sampled
 // request allocates them at once.
 type recordBuf struct {
+	ids     traceIDs
 	rec     exporter.Record
 	clients [1]exporter.Span
 	tags    [7]exporter.Tag
 }
 
 // record builds the exporter record of a finished request.
-func (h *Handler) record(r *http.Request, t *hop, sr *statusRecorder, err error, start, callStart, end time.Time) *exporter.Record {
-	b := new(recordBuf)
+func (h *Handler) record(b *recordBuf, r *http.Request, t *hop, sr *statusRecorder, err error, start, callStart, end time.Time) *exporter.Record {
 	rec := &b.rec
 	rec.Service = h.ServiceName
 	rec.Instance = h.Instance
@@ -316,7 +324,10 @@ func (h *Handler) record(r *http.Request, t *hop, sr *statusRecorder, err error,
 
 	status, errText := finalStatus(sr, err)
 
-	name := operationName(r)
+	if t.name == "" {
+		t.name = r.Method + " " + r.URL.Path
+	}
+	name := t.name
 	path := r.URL.Path
 	b.tags[0] = exporter.Tag{Key: "http.method", Value: r.Method}
 	b.tags[1] = exporter.Tag{Key: "http.path", Value: path}

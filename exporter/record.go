@@ -71,9 +71,9 @@ type Record struct {
 	Clients []Span
 	// SegmentID is the SkyWalking segment id of this hop.
 	SegmentID string
-	// SWTraceID is the SkyWalking trace id string of the trace: the
-	// caller's verbatim, or the 32-hex TraceID when the caller was not
-	// SkyWalking.
+	// SWTraceID is the SkyWalking trace id string of a trace that came from
+	// SkyWalking, kept verbatim; empty otherwise, and exporters then use
+	// the 32-hex TraceID.
 	SWTraceID string
 	// Parent is the caller's SkyWalking context when it sent sw8 or sw6;
 	// Parent.SegmentID is empty otherwise.

@@ -82,11 +82,10 @@ func (b3MultiCodec) Extract(h http.Header, sc *SpanContext) error { return extra
 // unset). A context without ids writes only the sampling header.
 func (b3MultiCodec) Inject(sc *SpanContext, w *Writer) {
 	if sc.HasIDs() {
-		var b [32]byte
-		w.Set(headerB3TraceID, string(appendB3TraceID(b[:0], sc)))
-		w.Set(headerB3SpanID, string(sc.SpanID.AppendHex(b[:0])))
+		w.SetBuilt(headerB3TraceID, appendB3TraceID(w.Buffer(), sc))
+		w.SetBuilt(headerB3SpanID, sc.SpanID.AppendHex(w.Buffer()))
 		if sc.ParentID.IsValid() {
-			w.Set(headerB3ParentSpanID, string(sc.ParentID.AppendHex(b[:0])))
+			w.SetBuilt(headerB3ParentSpanID, sc.ParentID.AppendHex(w.Buffer()))
 		}
 	}
 	switch sc.Sampling {
@@ -125,8 +124,7 @@ func (b3SingleCodec) Inject(sc *SpanContext, w *Writer) {
 		}
 		return
 	}
-	var b [b3SingleMaxLen]byte
-	out := appendB3TraceID(b[:0], sc)
+	out := appendB3TraceID(w.Buffer(), sc)
 	out = append(out, '-')
 	out = sc.SpanID.AppendHex(out)
 	if state != "" {
@@ -137,7 +135,7 @@ func (b3SingleCodec) Inject(sc *SpanContext, w *Writer) {
 			out = sc.ParentID.AppendHex(out)
 		}
 	}
-	w.Set(headerB3, string(out))
+	w.SetBuilt(headerB3, out)
 }
 
 // b3SamplingState returns the single-header sampling state, "" when sampling

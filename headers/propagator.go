@@ -168,24 +168,50 @@ func NewCodec(f Format) (Codec, error) {
 const maxWrites = 32 + 2*baggageMaxMembers
 
 // Writer collects the headers that codecs inject, so that they can be applied
-// to an http.Header with a single allocation for all value slices.
+// to an http.Header with one allocation for all value slices and one for all
+// values that codecs build (see Buffer).
 type Writer struct {
-	n  int
-	kv [maxWrites][2]string
+	n   int
+	kv  [maxWrites]written
+	buf []byte
+}
+
+// written is one recorded header: a string value, or the bytes
+// buf[start:end] of a value a codec built in the writer's buffer.
+type written struct {
+	key, value string
+	start, end int
+	built      bool
 }
 
 // Set records header key (canonical form) with value. A later Set of the same
 // key replaces the earlier one. Writes beyond the writer's capacity are
 // dropped.
-func (w *Writer) Set(key, value string) {
+func (w *Writer) Set(key, value string) { w.record(written{key: key, value: value}) }
+
+// Buffer returns the writer's value buffer for a codec to append one header
+// value to; the codec then passes the grown buffer to SetBuilt. Values built
+// this way cost no allocation each: Apply turns the whole buffer into one
+// string.
+func (w *Writer) Buffer() []byte { return w.buf }
+
+// SetBuilt records header key with the bytes appended to Buffer's result
+// since it was returned; buf is that grown buffer.
+func (w *Writer) SetBuilt(key string, buf []byte) {
+	start := len(w.buf)
+	w.buf = buf
+	w.record(written{key: key, start: start, end: len(buf), built: true})
+}
+
+func (w *Writer) record(e written) {
 	for i := 0; i < w.n; i++ {
-		if w.kv[i][0] == key {
-			w.kv[i][1] = value
+		if w.kv[i].key == e.key {
+			w.kv[i] = e
 			return
 		}
 	}
 	if w.n < maxWrites {
-		w.kv[w.n] = [2]string{key, value}
+		w.kv[w.n] = e
 		w.n++
 	}
 }
@@ -196,8 +222,11 @@ func (w *Writer) Len() int { return w.n }
 // Get returns the value recorded for key.
 func (w *Writer) Get(key string) (string, bool) {
 	for i := 0; i < w.n; i++ {
-		if w.kv[i][0] == key {
-			return w.kv[i][1], true
+		if e := &w.kv[i]; e.key == key {
+			if e.built {
+				return string(w.buf[e.start:e.end]), true
+			}
+			return e.value, true
 		}
 	}
 	return "", false
@@ -208,15 +237,27 @@ func (w *Writer) Apply(h http.Header) {
 	if w.n == 0 {
 		return
 	}
+	var built string
+	if len(w.buf) > 0 {
+		built = string(w.buf)
+	}
 	vals := make([]string, w.n)
 	for i := 0; i < w.n; i++ {
-		vals[i] = w.kv[i][1]
-		h[w.kv[i][0]] = vals[i : i+1 : i+1]
+		e := &w.kv[i]
+		if e.built {
+			vals[i] = built[e.start:e.end]
+		} else {
+			vals[i] = e.value
+		}
+		h[e.key] = vals[i : i+1 : i+1]
 	}
 }
 
-// Reset empties the writer.
-func (w *Writer) Reset() { w.n = 0 }
+// Reset empties the writer, keeping its buffer for reuse.
+func (w *Writer) Reset() {
+	w.n = 0
+	w.buf = w.buf[:0]
+}
 
 // Result is what Propagator.Extract found in a request.
 type Result struct {

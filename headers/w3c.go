@@ -343,14 +343,17 @@ func (w3cCodec) Inject(sc *SpanContext, w *Writer) {
 	if sc.Random && !sc.TraceID64 {
 		flags |= w3cFlagRandom
 	}
-	var b [w3cTraceparentLen]byte
+	buf := w.Buffer()
+	start := len(buf)
+	buf = append(buf, make([]byte, w3cTraceparentLen)...)
+	b := buf[start:]
 	b[0], b[1], b[2] = '0', '0', '-'
 	encodeHex(b[3:35], sc.TraceID[:])
 	b[35] = '-'
 	encodeHex(b[36:52], sc.SpanID[:])
 	b[52] = '-'
 	b[53], b[54] = hexDigits[flags>>4], hexDigits[flags&0x0f]
-	w.Set(headerTraceparent, string(b[:]))
+	w.SetBuilt(headerTraceparent, buf)
 	if ts := truncateTracestate(sc.TraceState); ts != "" {
 		w.Set(headerTracestate, ts)
 	}
