@@ -2,15 +2,15 @@ package skywalking
 
 import (
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
 	"net/url"
-	"os"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/tracingproxy/tracingproxy/exporter"
 )
 
 // DefaultKeepAlive is the keepAlive interval when Config.KeepAlive is zero,
@@ -53,21 +53,8 @@ type Config struct {
 	OnError func(error)
 }
 
-// TLSConfig configures TLS to the collector. Zero values use the system's
-// roots and verify the collector's name.
-type TLSConfig struct {
-	// CA is a PEM file of the CA certificates that verify the collector,
-	// instead of the system's roots.
-	CA string
-	// Cert and Key are PEM files of a client certificate and its key, for
-	// collectors that require mutual TLS. Set both or neither.
-	Cert string
-	Key  string
-	// InsecureSkipVerify accepts any collector certificate. For tests only.
-	InsecureSkipVerify bool
-	// ServerName overrides the name verified in the collector's certificate.
-	ServerName string
-}
+// TLSConfig configures TLS to the collector; see exporter.TLSConfig.
+type TLSConfig = exporter.TLSConfig
 
 // protocol is the transport an address selects.
 type protocol uint8
@@ -149,33 +136,10 @@ func (c *Config) validate() (endpoint, error) {
 }
 
 // tlsConfig builds the client TLS configuration from the options.
-func (c *TLSConfig) tlsConfig() (*tls.Config, error) {
-	tc := &tls.Config{MinVersion: tls.VersionTLS12}
-	if c == nil {
-		return tc, nil
-	}
-	tc.InsecureSkipVerify = c.InsecureSkipVerify
-	tc.ServerName = c.ServerName
-	if c.CA != "" {
-		pem, err := os.ReadFile(c.CA)
-		if err != nil {
-			return nil, fmt.Errorf("skywalking tls ca: %w", err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("skywalking tls ca: no PEM certificate in %s", c.CA)
-		}
-		tc.RootCAs = pool
-	}
-	if (c.Cert == "") != (c.Key == "") {
-		return nil, errors.New("skywalking tls cert and key must be set together")
-	}
-	if c.Cert != "" {
-		cert, err := tls.LoadX509KeyPair(c.Cert, c.Key)
-		if err != nil {
-			return nil, fmt.Errorf("skywalking tls cert and key: %w", err)
-		}
-		tc.Certificates = []tls.Certificate{cert}
+func tlsConfig(c *TLSConfig) (*tls.Config, error) {
+	tc, err := c.Build()
+	if err != nil {
+		return nil, fmt.Errorf("skywalking %w", err)
 	}
 	return tc, nil
 }

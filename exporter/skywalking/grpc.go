@@ -47,7 +47,7 @@ type grpcTransport struct {
 func newGRPC(target string, useTLS bool, tc *TLSConfig, token, version string) (*grpcTransport, error) {
 	creds := insecure.NewCredentials()
 	if useTLS {
-		cfg, err := tc.tlsConfig()
+		cfg, err := tlsConfig(tc)
 		if err != nil {
 			return nil, err
 		}

@@ -44,7 +44,7 @@ type httpTransport struct {
 func newHTTP(base string, tc *TLSConfig, token, version string) (*httpTransport, error) {
 	rt := http.DefaultTransport.(*http.Transport).Clone()
 	if tc != nil {
-		cfg, err := tc.tlsConfig()
+		cfg, err := tlsConfig(tc)
 		if err != nil {
 			return nil, err
 		}

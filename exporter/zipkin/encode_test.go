@@ -9,6 +9,7 @@ import (
 
 	"github.com/tracingproxy/tracingproxy/exporter"
 	"github.com/tracingproxy/tracingproxy/headers"
+	"github.com/tracingproxy/tracingproxy/internal/zipkintest"
 )
 
 // testStart is 2025-03-14T15:09:26.535897Z, 1741964966535897 µs after the
@@ -87,7 +88,7 @@ func TestAppendJSONGolden(t *testing.T) {
 	if got != want {
 		t.Fatalf("AppendJSON:\n got %s\nwant %s", got, want)
 	}
-	if _, err := decodeSpans([]byte(got)); err != nil {
+	if _, err := zipkintest.DecodeSpans([]byte(got)); err != nil {
 		t.Fatalf("golden output fails the strict collector: %v", err)
 	}
 }
@@ -113,7 +114,7 @@ func TestAppendJSONAppends(t *testing.T) {
 	if !strings.HasPrefix(string(out), "prefix[{") {
 		t.Fatalf("output does not keep dst and start the array: %.20s", out)
 	}
-	spans, err := decodeSpans(out[len("prefix"):])
+	spans, err := zipkintest.DecodeSpans(out[len("prefix"):])
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -138,7 +139,7 @@ func TestAppendJSONTraceIDWidth(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			r := testRecord(t)
 			r.TraceID, r.TraceID64 = traceID(t, tt.id), tt.is64
-			spans, err := decodeSpans(AppendJSON(nil, []*exporter.Record{r}))
+			spans, err := zipkintest.DecodeSpans(AppendJSON(nil, []*exporter.Record{r}))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -155,10 +156,10 @@ func TestAppendJSONSpanFields(t *testing.T) {
 	tests := []struct {
 		name  string
 		edit  func(r *exporter.Record)
-		check func(t *testing.T, server, client zSpan)
+		check func(t *testing.T, server, client zipkintest.Span)
 	}{
 		{"root server span has no parentId", func(r *exporter.Record) { r.Server.ParentID = headers.SpanID{} },
-			func(t *testing.T, server, client zSpan) {
+			func(t *testing.T, server, client zipkintest.Span) {
 				if server.ParentID != nil {
 					t.Errorf("root parentId %q", *server.ParentID)
 				}
@@ -167,13 +168,13 @@ func TestAppendJSONSpanFields(t *testing.T) {
 				}
 			}},
 		{"client without parent gets the server span", func(r *exporter.Record) { r.Clients[0].ParentID = headers.SpanID{} },
-			func(t *testing.T, _, client zSpan) {
+			func(t *testing.T, _, client zipkintest.Span) {
 				if deref(client.ParentID) != testServerHex {
 					t.Errorf("client parentId %q, want %s", deref(client.ParentID), testServerHex)
 				}
 			}},
 		{"sub-microsecond duration is 1", func(r *exporter.Record) { r.Server.Duration = 300; r.Clients[0].Duration = 0 },
-			func(t *testing.T, server, client zSpan) {
+			func(t *testing.T, server, client zipkintest.Span) {
 				if *server.Duration != 1 || *client.Duration != 1 {
 					t.Errorf("durations %d, %d, want 1, 1", *server.Duration, *client.Duration)
 				}
@@ -181,7 +182,7 @@ func TestAppendJSONSpanFields(t *testing.T) {
 		{"duration spans the truncated start and end", func(r *exporter.Record) {
 			r.Server.Start = time.Unix(1700000000, 900)
 			r.Server.Duration = 2499 // ends at 3399ns: microseconds 0 to 3
-		}, func(t *testing.T, server, _ zSpan) {
+		}, func(t *testing.T, server, _ zipkintest.Span) {
 			if *server.Duration != 3 {
 				t.Errorf("duration %d, want 3 (end µs 3 - start µs 0)", *server.Duration)
 			}
@@ -191,13 +192,13 @@ func TestAppendJSONSpanFields(t *testing.T) {
 			r.Server.Duration = 5000
 			r.Clients[0].Start = time.Unix(1700000000, 1900)
 			r.Clients[0].Duration = 3199 // both end at 5100ns
-		}, func(t *testing.T, server, client zSpan) {
+		}, func(t *testing.T, server, client zipkintest.Span) {
 			if *client.Timestamp+*client.Duration > *server.Timestamp+*server.Duration || *client.Timestamp < *server.Timestamp {
 				t.Errorf("client [%d +%d] escapes server [%d +%d]", *client.Timestamp, *client.Duration, *server.Timestamp, *server.Duration)
 			}
 		}},
 		{"zero start leaves timestamp out", func(r *exporter.Record) { r.Server.Start = time.Time{} },
-			func(t *testing.T, server, _ zSpan) {
+			func(t *testing.T, server, _ zipkintest.Span) {
 				if server.Timestamp != nil {
 					t.Errorf("timestamp %d written for a zero start", *server.Timestamp)
 				}
@@ -205,7 +206,7 @@ func TestAppendJSONSpanFields(t *testing.T) {
 		{"empty fields left out", func(r *exporter.Record) {
 			r.Service, r.SamplingReason = "", ""
 			r.Server.Name, r.Server.Peer, r.Server.Status, r.Server.Tags = "", "", 0, nil
-		}, func(t *testing.T, server, _ zSpan) {
+		}, func(t *testing.T, server, _ zipkintest.Span) {
 			if server.Name != nil || server.LocalEndpoint != nil || server.RemoteEndpoint != nil || server.Tags != nil {
 				t.Errorf("empty fields written: %+v", server)
 			}
@@ -213,7 +214,7 @@ func TestAppendJSONSpanFields(t *testing.T) {
 		{"status, error and debug", func(r *exporter.Record) {
 			r.Debug = true
 			r.Clients[0].Status, r.Clients[0].Error = 502, "upstream: connection refused"
-		}, func(t *testing.T, server, client zSpan) {
+		}, func(t *testing.T, server, client zipkintest.Span) {
 			if server.Debug == nil || client.Debug == nil {
 				t.Error("debug not written on both spans")
 			}
@@ -224,7 +225,7 @@ func TestAppendJSONSpanFields(t *testing.T) {
 		{"sw8 trace id kept when not the hex trace id", func(r *exporter.Record) {
 			r.Parent.TraceID = "a1b2c3.45.16789"
 			r.Parent.SegmentID = "seg"
-		}, func(t *testing.T, server, client zSpan) {
+		}, func(t *testing.T, server, client zipkintest.Span) {
 			if server.Tags["sw8.trace_id"] != "a1b2c3.45.16789" {
 				t.Errorf("server tags %v", server.Tags)
 			}
@@ -233,7 +234,7 @@ func TestAppendJSONSpanFields(t *testing.T) {
 			}
 		}},
 		{"sw8 trace id equal to the hex trace id left out", func(r *exporter.Record) { r.Parent.TraceID = testTraceHex },
-			func(t *testing.T, server, _ zSpan) {
+			func(t *testing.T, server, _ zipkintest.Span) {
 				if _, ok := server.Tags["sw8.trace_id"]; ok {
 					t.Errorf("server tags %v", server.Tags)
 				}
@@ -242,7 +243,7 @@ func TestAppendJSONSpanFields(t *testing.T) {
 			r.Server.Error = "boom"
 			r.Server.Tags = []exporter.Tag{{Key: "error", Value: "other"}, {Key: "http.status_code", Value: "1"},
 				{Key: "sampling.reason", Value: "x"}, {Key: "k", Value: "1"}, {Key: "k", Value: "2"}}
-		}, func(t *testing.T, server, _ zSpan) {
+		}, func(t *testing.T, server, _ zipkintest.Span) {
 			want := map[string]string{"error": "boom", "http.status_code": "200", "sampling.reason": "parent", "k": "1"}
 			if !mapsEqual(server.Tags, want) {
 				t.Errorf("tags %v, want %v", server.Tags, want)
@@ -250,7 +251,7 @@ func TestAppendJSONSpanFields(t *testing.T) {
 		}},
 		{"keys that escape alike are one key", func(r *exporter.Record) {
 			r.Server.Tags = []exporter.Tag{{Key: "a\xff", Value: "1"}, {Key: "a\xfe", Value: "2"}, {Key: "a\uFFFD", Value: "3"}}
-		}, func(t *testing.T, server, _ zSpan) {
+		}, func(t *testing.T, server, _ zipkintest.Span) {
 			if server.Tags["a\uFFFD"] != "1" {
 				t.Errorf("tags %v", server.Tags)
 			}
@@ -260,7 +261,7 @@ func TestAppendJSONSpanFields(t *testing.T) {
 			for i := range 40 {
 				r.Server.Tags = append(r.Server.Tags, exporter.Tag{Key: string(rune('a' + i%20)), Value: "v"})
 			}
-		}, func(t *testing.T, server, _ zSpan) {
+		}, func(t *testing.T, server, _ zipkintest.Span) {
 			if len(server.Tags) != 22 {
 				t.Errorf("%d tags, want 20 distinct + 2 derived: %v", len(server.Tags), server.Tags)
 			}
@@ -270,7 +271,7 @@ func TestAppendJSONSpanFields(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			r := testRecord(t)
 			tt.edit(r)
-			spans, err := decodeSpans(AppendJSON(nil, []*exporter.Record{r}))
+			spans, err := zipkintest.DecodeSpans(AppendJSON(nil, []*exporter.Record{r}))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -325,11 +326,11 @@ func TestAppendJSONRemoteEndpoint(t *testing.T) {
 		t.Run(tt.peer, func(t *testing.T) {
 			r := testRecord(t)
 			r.Clients[0].Peer = tt.peer
-			spans, err := decodeSpans(AppendJSON(nil, []*exporter.Record{r}))
+			spans, err := zipkintest.DecodeSpans(AppendJSON(nil, []*exporter.Record{r}))
 			if err != nil {
 				t.Fatal(err)
 			}
-			if got := endpointString(spans[1].RemoteEndpoint); got != tt.want {
+			if got := spans[1].RemoteEndpoint.String(); got != tt.want {
 				t.Fatalf("remoteEndpoint %q, want %q", got, tt.want)
 			}
 		})
@@ -377,7 +378,7 @@ func TestAppendJSONEscaping(t *testing.T) {
 			if !json.Valid(out) {
 				t.Fatalf("invalid JSON: %q", out)
 			}
-			spans, err := decodeSpans(out)
+			spans, err := zipkintest.DecodeSpans(out)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -434,7 +435,7 @@ func TestAppendSpanJSON(t *testing.T) {
 	if one[0] != 'x' {
 		t.Fatal("dst not kept")
 	}
-	s, err := decodeSpan(one[1:])
+	s, err := zipkintest.DecodeSpan(one[1:])
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -462,7 +463,7 @@ func FuzzAppendJSON(f *testing.F) {
 		if !json.Valid(out) {
 			t.Fatalf("invalid JSON: %q", out)
 		}
-		spans, err := decodeSpans(out)
+		spans, err := zipkintest.DecodeSpans(out)
 		if err != nil {
 			t.Fatalf("%v\n%q", err, out)
 		}
@@ -483,10 +484,10 @@ func FuzzAppendJSON(f *testing.F) {
 		if !mapsEqual(server.Tags, tags) {
 			t.Errorf("tags %q, want %q", server.Tags, tags)
 		}
-		if endpointString(spans[0].RemoteEndpoint) != endpointString(spans[1].RemoteEndpoint) {
-			t.Errorf("one peer, two endpoints: %q %q", endpointString(spans[0].RemoteEndpoint), endpointString(spans[1].RemoteEndpoint))
+		if spans[0].RemoteEndpoint.String() != spans[1].RemoteEndpoint.String() {
+			t.Errorf("one peer, two endpoints: %q %q", spans[0].RemoteEndpoint.String(), spans[1].RemoteEndpoint.String())
 		}
-		one, err := decodeSpan(AppendSpanJSON(nil, r, &r.Server))
+		one, err := zipkintest.DecodeSpan(AppendSpanJSON(nil, r, &r.Server))
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -48,6 +48,9 @@ type Config struct {
 	// and NO_PROXY. Default off: spans go straight to the collector. It
 	// has no effect when Client is set.
 	UseEnvProxy bool
+	// TLS configures TLS to an https collector: custom roots, a client
+	// certificate, the server name. It has no effect when Client is set.
+	TLS *exporter.TLSConfig
 }
 
 // Exporter posts batches of records to a Zipkin collector as one JSON array
@@ -100,7 +103,12 @@ func New(cfg Config) (*Exporter, error) {
 	}
 	e.client = cfg.Client
 	if e.client == nil {
+		tc, err := cfg.TLS.Build()
+		if err != nil {
+			return nil, fmt.Errorf("zipkin %w", err)
+		}
 		e.own = newTransport(cfg.UseEnvProxy)
+		e.own.TLSClientConfig = tc
 		e.client = &http.Client{
 			Transport: e.own,
 			// A redirected POST would become a GET and lose the batch.

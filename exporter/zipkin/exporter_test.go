@@ -2,17 +2,21 @@ package zipkin
 
 import (
 	"context"
+	"encoding/pem"
 	"errors"
 	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/tracingproxy/tracingproxy/exporter"
+	"github.com/tracingproxy/tracingproxy/internal/zipkintest"
 )
 
 func newExporter(t testing.TB, cfg Config) *Exporter {
@@ -86,12 +90,12 @@ func TestNewInvalid(t *testing.T) {
 // One record through a strict collector: two spans linked caller → SERVER
 // → CLIENT, microsecond times, the upstream as the CLIENT's remote end.
 func TestExportServerAndClient(t *testing.T) {
-	c := newCollector(t)
+	c := zipkintest.NewCollector(t)
 	e := newExporter(t, Config{URL: c.URL()})
 	if err := export(t, e, testRecord(t)); err != nil {
 		t.Fatalf("Export: %v", err)
 	}
-	spans := c.only(t).spans
+	spans := c.Only(t).Spans
 	if len(spans) != 2 {
 		t.Fatalf("%d spans, want 2", len(spans))
 	}
@@ -105,9 +109,9 @@ func TestExportServerAndClient(t *testing.T) {
 		{"client parentId", deref(client.ParentID), testServerHex},
 		{"server traceId", server.TraceID, testTraceHex},
 		{"client traceId", client.TraceID, testTraceHex},
-		{"server remoteEndpoint", endpointString(server.RemoteEndpoint), "|192.0.2.10||53422"},
-		{"client remoteEndpoint", endpointString(client.RemoteEndpoint), "|10.0.0.5||8080"},
-		{"localEndpoint", endpointString(client.LocalEndpoint), "orders-legacy|||0"},
+		{"server remoteEndpoint", server.RemoteEndpoint.String(), "|192.0.2.10||53422"},
+		{"client remoteEndpoint", client.RemoteEndpoint.String(), "|10.0.0.5||8080"},
+		{"localEndpoint", client.LocalEndpoint.String(), "orders-legacy|||0"},
 		{"name", deref(server.Name), "get /orders/{id}"},
 	}
 	for _, c := range checks {
@@ -131,7 +135,7 @@ func TestExportPeers(t *testing.T) {
 		{"ipv6", "[2001:db8::c001]:9000", "||2001:db8::c001|9000"},
 		{"hostname", "Orders.Internal:8443", "orders.internal|||8443"},
 	}
-	c := newCollector(t)
+	c := zipkintest.NewCollector(t)
 	e := newExporter(t, Config{URL: c.URL()})
 	for i, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -140,11 +144,11 @@ func TestExportPeers(t *testing.T) {
 			if err := export(t, e, r); err != nil {
 				t.Fatalf("Export: %v", err)
 			}
-			acc, rej := c.requests()
+			acc, rej := c.Requests()
 			if len(rej) > 0 || len(acc) != i+1 {
 				t.Fatalf("accepted %d, rejected %v", len(acc), rej)
 			}
-			if got := endpointString(acc[i].spans[1].RemoteEndpoint); got != tt.want {
+			if got := acc[i].Spans[1].RemoteEndpoint.String(); got != tt.want {
 				t.Fatalf("remoteEndpoint %q, want %q", got, tt.want)
 			}
 		})
@@ -152,7 +156,7 @@ func TestExportPeers(t *testing.T) {
 }
 
 func TestExportGzip(t *testing.T) {
-	c := newCollector(t)
+	c := zipkintest.NewCollector(t)
 	e := newExporter(t, Config{URL: c.URL(), Gzip: true})
 	batch := []*exporter.Record{testRecord(t), testRecord(t), testRecord(t)}
 	for range 2 { // the second export reuses the gzip writer
@@ -160,22 +164,22 @@ func TestExportGzip(t *testing.T) {
 			t.Fatalf("Export: %v", err)
 		}
 	}
-	acc, rej := c.requests()
+	acc, rej := c.Requests()
 	if len(rej) > 0 || len(acc) != 2 {
 		t.Fatalf("accepted %d, rejected %v", len(acc), rej)
 	}
 	for _, rec := range acc {
-		if rec.header.Get("Content-Encoding") != "gzip" || len(rec.spans) != 6 {
-			t.Fatalf("Content-Encoding %q, %d spans", rec.header.Get("Content-Encoding"), len(rec.spans))
+		if rec.Header.Get("Content-Encoding") != "gzip" || len(rec.Spans) != 6 {
+			t.Fatalf("Content-Encoding %q, %d spans", rec.Header.Get("Content-Encoding"), len(rec.Spans))
 		}
 	}
-	if string(acc[0].body) != string(AppendJSON(nil, batch)) {
+	if string(acc[0].Body) != string(AppendJSON(nil, batch)) {
 		t.Fatal("decompressed body differs from the encoding")
 	}
 }
 
 func TestExportHeaders(t *testing.T) {
-	c := newCollector(t)
+	c := zipkintest.NewCollector(t)
 	e := newExporter(t, Config{URL: c.URL(), Headers: map[string]string{
 		"Authorization":    "Bearer secret",
 		"b3":               "1",    // the exporter's b3: 0 wins
@@ -186,7 +190,7 @@ func TestExportHeaders(t *testing.T) {
 	if err := export(t, e, testRecord(t)); err != nil {
 		t.Fatalf("Export: %v", err)
 	}
-	h := c.only(t).header
+	h := c.Only(t).Header
 	want := map[string]string{
 		"B3":               "0",
 		"Content-Type":     "application/json",
@@ -321,7 +325,7 @@ func TestExportConnectionRefused(t *testing.T) {
 // A collector that accepts the connection and never answers must not hold
 // Export past its context; the exporter then works again.
 func TestExportHangingCollector(t *testing.T) {
-	c := newCollector(t)
+	c := zipkintest.NewCollector(t)
 	var once sync.Once
 	hung, release := make(chan struct{}), make(chan struct{})
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -337,7 +341,7 @@ func TestExportHangingCollector(t *testing.T) {
 			}
 			return
 		}
-		c.serve(w, r)
+		c.Config.Handler.ServeHTTP(w, r)
 	}))
 	t.Cleanup(srv.Close)
 	t.Cleanup(func() { close(release) }) // runs before srv.Close
@@ -364,14 +368,14 @@ func TestExportHangingCollector(t *testing.T) {
 	if err := export(t, e, r); err != nil {
 		t.Fatalf("Export after a timeout: %v", err)
 	}
-	if got := deref(c.only(t).spans[0].Name); got != "second" {
+	if got := deref(c.Only(t).Spans[0].Name); got != "second" {
 		t.Fatalf("second export carried %q", got)
 	}
 }
 
 // The reused buffer must not leak one batch into the next.
 func TestExportReusesBuffer(t *testing.T) {
-	c := newCollector(t)
+	c := zipkintest.NewCollector(t)
 	e := newExporter(t, Config{URL: c.URL()})
 	big := make([]*exporter.Record, 50)
 	for i := range big {
@@ -391,12 +395,12 @@ func TestExportReusesBuffer(t *testing.T) {
 	if err := export(t, e, nil); err != nil { // no spans: no request
 		t.Fatal(err)
 	}
-	acc, rej := c.requests()
+	acc, rej := c.Requests()
 	if len(rej) > 0 || len(acc) != 2 {
 		t.Fatalf("accepted %d, rejected %v", len(acc), rej)
 	}
-	if len(acc[0].spans) != 100 || len(acc[1].spans) != 2 || deref(acc[1].spans[0].Name) != "small" {
-		t.Fatalf("batches of %d and %d spans", len(acc[0].spans), len(acc[1].spans))
+	if len(acc[0].Spans) != 100 || len(acc[1].Spans) != 2 || deref(acc[1].Spans[0].Name) != "small" {
+		t.Fatalf("batches of %d and %d spans", len(acc[0].Spans), len(acc[1].Spans))
 	}
 }
 
@@ -486,5 +490,32 @@ func TestBodyGuard(t *testing.T) {
 	g.detach()
 	if n, err := g.reader().Read(p); n != 0 || !errors.Is(err, errDetached) {
 		t.Fatalf("read after detach: %d, %v; want errDetached", n, err)
+	}
+}
+
+// TestExportTLS sends to an https collector trusted through the tls ca
+// option, and fails against the same collector without it.
+func TestExportTLS(t *testing.T) {
+	c := zipkintest.NewCollector(t)
+	srv := httptest.NewTLSServer(c.Config.Handler)
+	t.Cleanup(srv.Close)
+	ca := filepath.Join(t.TempDir(), "ca.pem")
+	pemBytes := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw})
+	if err := os.WriteFile(ca, pemBytes, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	e := newExporter(t, Config{URL: srv.URL + "/api/v2/spans", TLS: &exporter.TLSConfig{CA: ca}})
+	if err := export(t, e, testRecord(t)); err != nil {
+		t.Fatalf("Export over TLS with the collector's CA: %v", err)
+	}
+	if n := len(c.Spans()); n != 2 {
+		t.Errorf("collector got %d spans, want 2", n)
+	}
+	untrusting := newExporter(t, Config{URL: srv.URL + "/api/v2/spans"})
+	if err := export(t, untrusting, testRecord(t)); err == nil {
+		t.Error("Export trusted a self-signed collector without the ca option")
+	}
+	if _, err := New(Config{URL: srv.URL, TLS: &exporter.TLSConfig{CA: filepath.Join(t.TempDir(), "missing.pem")}}); err == nil || !strings.Contains(err.Error(), "zipkin tls ca") {
+		t.Errorf("a missing CA file gave %v, want a zipkin tls ca error", err)
 	}
 }

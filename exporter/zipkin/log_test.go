@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/tracingproxy/tracingproxy/exporter"
+	"github.com/tracingproxy/tracingproxy/internal/zipkintest"
 )
 
 // lines collects what a LogExporter writes, copying each line as the
@@ -42,7 +43,7 @@ func TestLogExporter(t *testing.T) {
 		if bytes.ContainsAny(got[i], "\n\r") {
 			t.Errorf("line %d spans several lines: %q", i, got[i])
 		}
-		s, err := decodeSpan(got[i])
+		s, err := zipkintest.DecodeSpan(got[i])
 		if err != nil {
 			t.Fatalf("line %d: %v\n%s", i, err, got[i])
 		}

@@ -334,8 +334,8 @@ func agree(s *Span, m *model.SpanModel) error {
 	}
 	add("duration", dur, m.Duration.Microseconds())
 	add("debug", s.Debug != nil && *s.Debug, m.Debug)
-	add("localEndpoint", endpointString(s.LocalEndpoint), modelEndpointString(m.LocalEndpoint))
-	add("remoteEndpoint", endpointString(s.RemoteEndpoint), modelEndpointString(m.RemoteEndpoint))
+	add("localEndpoint", s.LocalEndpoint.String(), modelEndpointString(m.LocalEndpoint))
+	add("remoteEndpoint", s.RemoteEndpoint.String(), modelEndpointString(m.RemoteEndpoint))
 	tags := s.Tags
 	if tags == nil {
 		tags = map[string]string{}
@@ -351,7 +351,8 @@ func agree(s *Span, m *model.SpanModel) error {
 	return nil
 }
 
-func endpointString(ep *Endpoint) string {
+// String writes the endpoint as serviceName|ipv4|ipv6|port, "" for nil.
+func (ep *Endpoint) String() string {
 	if ep == nil {
 		return ""
 	}
