@@ -50,6 +50,10 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //		response_headers [server_timing] [traceresponse] [trace_id <header-name>]
 //		                 [trace_url <header-name> <template>] [to_untrusted]
 //		upstream_address <host:port>         # sw8 target address; default: last dialled upstream
+//		record_query                         # tag http.query; default off (queries carry secrets)
+//		record_request_headers  <header...>  # tags http.request.header.<name>; default none
+//		record_response_headers <header...>  # tags http.response.header.<name>; default none
+//		max_tag_length <n>                   # cap on tag values from the request; default 256
 //		exporter zipkin <url> {
 //			batch_size     <n>               # default 512
 //			flush_interval <duration>        # default 1s
@@ -60,6 +64,9 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //			max_retry_time <duration>        # default 60s
 //			flush_timeout  <duration>        # final flush on stop; default 5s
 //			compression    gzip|none         # default none
+//			header         <name> <value>    # on every request; {env.*} placeholders work
+//			use_env_proxy                    # honour HTTP(S)_PROXY; default: direct
+//			tls [ca <file>] [cert <file> key <file>] [server_name <name>] [insecure_skip_verify]
 //		}
 //		exporter skywalking <grpc://host:11800 | http://host:12800> {
 //			instance  <name>                 # default: the handler's instance
@@ -199,6 +206,23 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 					return d.Errf("unknown response_headers value %q (allowed: server_timing, traceresponse, trace_id <header-name>, trace_url <header-name> <template>, to_untrusted)", args[i])
 				}
 			}
+		case "record_query":
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+			h.RecordQuery = true
+		case "record_request_headers":
+			if h.RecordRequestHeaders = d.RemainingArgs(); len(h.RecordRequestHeaders) == 0 {
+				return d.Errf("record_request_headers needs at least one header name")
+			}
+		case "record_response_headers":
+			if h.RecordResponseHeaders = d.RemainingArgs(); len(h.RecordResponseHeaders) == 0 {
+				return d.Errf("record_response_headers needs at least one header name")
+			}
+		case "max_tag_length":
+			if err := intArg(d, &h.MaxTagLength); err != nil {
+				return err
+			}
 		case "sampler":
 			sc, err := parseSampler(d)
 			if err != nil {
@@ -212,7 +236,7 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			}
 			h.Exporters = append(h.Exporters, ec)
 		default:
-			return d.Errf("unknown tracingproxy option %q (allowed: service_name, instance, propagation, sample_ratio, sampler, response_headers, upstream_address, exporter)", opt)
+			return d.Errf("unknown tracingproxy option %q (allowed: service_name, instance, propagation, sample_ratio, sampler, response_headers, upstream_address, record_query, record_request_headers, record_response_headers, max_tag_length, exporter)", opt)
 		}
 	}
 	return nil
@@ -414,8 +438,22 @@ func parseExporter(d *caddyfile.Dispenser) (*ExporterConfig, error) {
 			err = oneArg(d, &ec.Token)
 		case "tls":
 			ec.TLS, err = parseTLS(d)
+		case "header":
+			args := d.RemainingArgs()
+			if len(args) != 2 {
+				return nil, d.Errf("exporter header needs a name and a value")
+			}
+			if ec.Headers == nil {
+				ec.Headers = map[string]string{}
+			}
+			ec.Headers[args[0]] = args[1]
+		case "use_env_proxy":
+			if d.NextArg() {
+				return nil, d.ArgErr()
+			}
+			ec.UseEnvProxy = true
 		default:
-			err = d.Errf("unknown exporter option %q (allowed: batch_size, flush_interval, queue_size, queue_bytes, drop, timeout, max_retry_time, flush_timeout, compression, instance, token, keepalive, tls)", opt)
+			err = d.Errf("unknown exporter option %q (allowed: batch_size, flush_interval, queue_size, queue_bytes, drop, timeout, max_retry_time, flush_timeout, compression, header, use_env_proxy, tls, instance, token, keepalive)", opt)
 		}
 		if err != nil {
 			return nil, err

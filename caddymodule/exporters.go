@@ -50,6 +50,13 @@ type ExporterConfig struct {
 	FlushTimeout caddy.Duration `json:"flush_timeout,omitempty"`
 	// Compression is gzip or none (default) for HTTP exporters.
 	Compression string `json:"compression,omitempty"`
+	// Headers are added to every request an HTTP exporter sends, e.g. an
+	// authorization header. Placeholders such as {env.ZIPKIN_TOKEN} are
+	// replaced at load time.
+	Headers map[string]string `json:"headers,omitempty"`
+	// UseEnvProxy sends through the proxy of HTTP_PROXY/HTTPS_PROXY/NO_PROXY.
+	// Default: straight to the collector, whatever the environment says.
+	UseEnvProxy bool `json:"use_env_proxy,omitempty"`
 
 	// Instance names this proxy instance in SkyWalking; default: the
 	// handler's instance.
@@ -114,6 +121,12 @@ func (ec *ExporterConfig) validate() error {
 	if ec.Type != exporterSkyWalking && (ec.Token != "" || ec.KeepAlive != 0 || ec.Instance != "") {
 		return fmt.Errorf("exporter %s: instance, token and keepalive are SkyWalking options", ec.Type)
 	}
+	if ec.Type != exporterZipkin && (len(ec.Headers) > 0 || ec.UseEnvProxy || ec.Compression == "gzip") {
+		return fmt.Errorf("exporter %s: header, use_env_proxy and compression are options of the zipkin exporter", ec.Type)
+	}
+	if ec.Type == exporterLog && ec.TLS != nil {
+		return fmt.Errorf("exporter log: tls is an option of network exporters")
+	}
 	if t := ec.TLS; t != nil && (t.Cert == "") != (t.Key == "") {
 		return fmt.Errorf("exporter %s: tls cert and key must be given together", ec.Type)
 	}
@@ -161,10 +174,15 @@ func (ec *ExporterConfig) newExporter(h *Handler) (exporter.Exporter, error) {
 	repl := caddy.NewReplacer()
 	switch ec.Type {
 	case exporterZipkin:
-		return zipkin.New(zipkin.Config{
-			URL:  ec.URL,
-			Gzip: ec.Compression == "gzip",
-		})
+		hdr := make(map[string]string, len(ec.Headers))
+		for k, v := range ec.Headers {
+			hdr[k] = repl.ReplaceAll(v, "")
+		}
+		cfg := zipkin.Config{URL: ec.URL, Gzip: ec.Compression == "gzip", Headers: hdr, UseEnvProxy: ec.UseEnvProxy}
+		if t := ec.TLS; t != nil {
+			cfg.TLS = &exporter.TLSConfig{CA: t.CA, Cert: t.Cert, Key: t.Key, ServerName: t.ServerName, InsecureSkipVerify: t.InsecureSkipVerify}
+		}
+		return zipkin.New(cfg)
 	case exporterSkyWalking:
 		cfg := skywalking.Config{
 			Address:   ec.URL,

@@ -61,6 +61,21 @@ type Handler struct {
 	// Host before the first dial.
 	UpstreamAddress string `json:"upstream_address,omitempty"`
 
+	// RecordQuery records the query string as the tag http.query. Default:
+	// off; paths are recorded without their query, which often carries
+	// secrets.
+	RecordQuery bool `json:"record_query,omitempty"`
+	// RecordRequestHeaders lists request headers recorded as the tags
+	// http.request.header.<name>. Default: none (Authorization and Cookie
+	// are never recorded unless listed).
+	RecordRequestHeaders []string `json:"record_request_headers,omitempty"`
+	// RecordResponseHeaders lists response headers recorded as the tags
+	// http.response.header.<name>. Default: none.
+	RecordResponseHeaders []string `json:"record_response_headers,omitempty"`
+	// MaxTagLength caps the bytes of every tag value taken from the
+	// request or response. Default: 256.
+	MaxTagLength int `json:"max_tag_length,omitempty"`
+
 	// Exporters send the spans to tracing backends; each has its own queue.
 	// Default: one log exporter.
 	Exporters []*ExporterConfig `json:"exporters,omitempty"`
@@ -75,7 +90,12 @@ type Handler struct {
 	metrics  *metrics
 	state    *handlerState
 	observe  func(*reqState) // Explain's view of a request; nil when serving
+	reqTags  []headerTag      // recorded request headers
+	respTags []headerTag      // recorded response headers
 }
+
+// headerTag is a header recorded as a span tag.
+type headerTag struct{ header, tag string }
 
 // ResponseHeaders selects the trace headers set on the response.
 type ResponseHeaders struct {
@@ -114,7 +134,8 @@ func (Handler) CaddyModule() caddy.ModuleInfo {
 
 // Default option values.
 const (
-	defaultServiceName = "tracingproxy"
+	defaultServiceName  = "tracingproxy"
+	defaultMaxTagLength = 256
 )
 
 // Provision sets defaults and builds the propagator, sampler and exporter
@@ -156,6 +177,27 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		}
 	}
 
+	if h.MaxTagLength < 0 {
+		return fmt.Errorf("max_tag_length must not be negative, got %d", h.MaxTagLength)
+	}
+	if h.MaxTagLength == 0 {
+		h.MaxTagLength = defaultMaxTagLength
+	}
+	for _, list := range []struct {
+		opt, prefix string
+		names       []string
+		dst         *[]headerTag
+	}{
+		{"record_request_headers", "http.request.header.", h.RecordRequestHeaders, &h.reqTags},
+		{"record_response_headers", "http.response.header.", h.RecordResponseHeaders, &h.respTags},
+	} {
+		for _, n := range list.names {
+			if !validHeaderName(n) {
+				return fmt.Errorf("%s: %q is not a valid header name", list.opt, n)
+			}
+			*list.dst = append(*list.dst, headerTag{http.CanonicalHeaderKey(n), list.prefix + strings.ToLower(n)})
+		}
+	}
 	if h.SampleRatio != nil && !(*h.SampleRatio >= 0 && *h.SampleRatio <= 1) {
 		return fmt.Errorf("sample_ratio must be between 0 and 1, got %g", *h.SampleRatio)
 	}

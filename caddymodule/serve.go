@@ -329,9 +329,15 @@ func (h *Handler) record(b *recordBuf, r *http.Request, t *hop, sr *statusRecord
 	}
 	name := t.name
 	path := r.URL.Path
-	b.tags[0] = exporter.Tag{Key: "http.method", Value: r.Method}
-	b.tags[1] = exporter.Tag{Key: "http.path", Value: path}
-	b.tags[2] = exporter.Tag{Key: "http.host", Value: r.Host}
+	capTag := func(v string) string {
+		if len(v) > h.MaxTagLength {
+			return v[:h.MaxTagLength]
+		}
+		return v
+	}
+	b.tags[0] = exporter.Tag{Key: "http.method", Value: capTag(r.Method)}
+	b.tags[1] = exporter.Tag{Key: "http.path", Value: capTag(path)}
+	b.tags[2] = exporter.Tag{Key: "http.host", Value: capTag(r.Host)}
 	rec.Server = exporter.Span{
 		Kind:     exporter.KindServer,
 		ID:       t.serverID,
@@ -339,7 +345,7 @@ func (h *Handler) record(b *recordBuf, r *http.Request, t *hop, sr *statusRecord
 		Start:    start,
 		Duration: end.Sub(start),
 		Status:   status,
-		Error:    errText,
+		Error:    capTag(errText),
 		Peer:     clientAddress(r),
 		Tags:     b.tags[0:3:3],
 	}
@@ -352,7 +358,7 @@ func (h *Handler) record(b *recordBuf, r *http.Request, t *hop, sr *statusRecord
 		n++
 	}
 	if t.out.RequestID != "" {
-		b.tags[n] = exporter.Tag{Key: "request_id", Value: t.out.RequestID}
+		b.tags[n] = exporter.Tag{Key: "request_id", Value: capTag(t.out.RequestID)}
 		n++
 	}
 	if t.untrustedTrace.IsValid() {
@@ -361,6 +367,19 @@ func (h *Handler) record(b *recordBuf, r *http.Request, t *hop, sr *statusRecord
 		n += 2
 	}
 	rec.Server.Tags = b.tags[0:n:n]
+	if h.RecordQuery && r.URL.RawQuery != "" {
+		rec.Server.Tags = append(rec.Server.Tags, exporter.Tag{Key: "http.query", Value: capTag(r.URL.RawQuery)})
+	}
+	for _, ht := range h.reqTags {
+		if v := r.Header[ht.header]; len(v) > 0 {
+			rec.Server.Tags = append(rec.Server.Tags, exporter.Tag{Key: ht.tag, Value: capTag(strings.Join(v, ","))})
+		}
+	}
+	for _, ht := range h.respTags {
+		if v := sr.Header()[ht.header]; len(v) > 0 {
+			rec.Server.Tags = append(rec.Server.Tags, exporter.Tag{Key: ht.tag, Value: capTag(strings.Join(v, ","))})
+		}
+	}
 
 	repl, _ := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
 	if repl == nil {
@@ -383,7 +402,7 @@ func (h *Handler) record(b *recordBuf, r *http.Request, t *hop, sr *statusRecord
 		Start:    callStart,
 		Duration: end.Sub(callStart),
 		Status:   status,
-		Error:    errText,
+		Error:    capTag(errText),
 		Peer:     upstream,
 		Tags:     b.tags[0:2:2],
 	}
