@@ -90,8 +90,8 @@ type Handler struct {
 	metrics  *metrics
 	state    *handlerState
 	observe  func(*reqState) // Explain's view of a request; nil when serving
-	reqTags  []headerTag      // recorded request headers
-	respTags []headerTag      // recorded response headers
+	reqTags  []headerTag     // recorded request headers
+	respTags []headerTag     // recorded response headers
 }
 
 // headerTag is a header recorded as a span tag.
