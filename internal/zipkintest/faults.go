@@ -69,7 +69,8 @@ type FaultyCollector struct {
 
 	mu       sync.Mutex
 	fault    Fault
-	srv      *http.Server // nil while refusing
+	srv      *http.Server  // nil while refusing
+	served   chan struct{} // closed when srv.Serve returns
 	attempts []Attempt
 	release  chan struct{} // closed by Close to free hung handlers
 	flap     chan struct{} // closed to stop flapping; nil when not flapping
@@ -161,8 +162,7 @@ func (f *FaultyCollector) apply(fault Fault) error {
 	f.fault = fault
 	switch {
 	case fault.Mode == ModeRefuse && f.srv != nil:
-		f.srv.Close()
-		f.srv = nil
+		f.closeServerLocked()
 	case fault.Mode != ModeRefuse && f.srv == nil:
 		l, err := net.Listen("tcp", f.addr)
 		if err != nil {
@@ -175,8 +175,21 @@ func (f *FaultyCollector) apply(fault Fault) error {
 
 func (f *FaultyCollector) serveLocked(l net.Listener) {
 	srv := &http.Server{Handler: http.HandlerFunc(f.serve)}
-	f.srv = srv
-	go srv.Serve(l)
+	served := make(chan struct{})
+	f.srv, f.served = srv, served
+	go func() {
+		defer close(served)
+		srv.Serve(l)
+	}()
+}
+
+// closeServerLocked closes the server and its connections and waits for
+// Serve to return: only then is the listening socket closed, and a new
+// connection refused rather than queued and reset.
+func (f *FaultyCollector) closeServerLocked() {
+	f.srv.Close()
+	<-f.served
+	f.srv, f.served = nil, nil
 }
 
 func (f *FaultyCollector) serve(w http.ResponseWriter, r *http.Request) {
@@ -291,8 +304,7 @@ func (f *FaultyCollector) Close() {
 	f.closed = true
 	close(f.release)
 	if f.srv != nil {
-		f.srv.Close()
-		f.srv = nil
+		f.closeServerLocked()
 	}
 	f.mu.Unlock()
 	f.handlers.Wait()
