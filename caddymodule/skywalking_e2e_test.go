@@ -18,7 +18,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/caddyserver/caddy/v2/caddytest"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 	agentv3 "skywalking.apache.org/repo/goapi/collect/language/agent/v3"
@@ -846,27 +845,11 @@ func TestSkyWalkingUpstreamFailure(t *testing.T) {
 func startCaddyLogging(t *testing.T, site string) string {
 	t.Helper()
 	logFile := filepath.Join(t.TempDir(), "caddy.log")
-	tester := caddytest.NewTester(t).WithDefaultOverrides(caddytest.Config{AdminPort: adminPort, LoadRequestTimeout: 15 * time.Second})
-	tester.InitServer(fmt.Sprintf(`{
-	admin localhost:%d
-	http_port %d
-	auto_https off
-	grace_period 1ns
-	skip_install_trust
-	persist_config off
-	log {
+	startCaddyWith(t, fmt.Sprintf(`	log {
 		output file %s
 		format json
 		level INFO
-	}
-}
-http://127.0.0.1:%d {
-%s
-}
-`, adminPort, httpPort, logFile, httpPort, site), "caddyfile")
-	if t.Failed() {
-		t.FailNow()
-	}
+	}`, logFile), site)
 	return logFile
 }
 
