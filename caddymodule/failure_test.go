@@ -11,6 +11,7 @@ import (
 
 	"github.com/tracingproxy/tracingproxy/exporter"
 	"github.com/tracingproxy/tracingproxy/headers"
+	"github.com/tracingproxy/tracingproxy/internal/zipkintest"
 )
 
 // malformed are trace headers that must each be ignored: the request is
@@ -173,5 +174,38 @@ func TestCollectorDownOrHangingNeverHurtsTraffic(t *testing.T) {
 				t.Errorf("%d requests took %s: the request path waited on the collector", n, elapsed)
 			}
 		})
+	}
+}
+
+// TestSlowBackendNeverDelaysAnother exports to a hanging collector and a
+// healthy one at once: each exporter has its own queue and worker, so the
+// healthy collector receives every span on time.
+func TestSlowBackendNeverDelaysAnother(t *testing.T) {
+	healthy := zipkintest.NewCollector(t)
+	hanging := hangingCollector(t)
+	up := newUpstream(t)
+	startCaddy(t, fmt.Sprintf(`	tracingproxy {
+		exporter zipkin %s {
+			flush_interval 10ms
+			timeout 30s
+		}
+		exporter zipkin %s {
+			flush_interval 10ms
+		}
+	}
+	reverse_proxy %s`, hanging, healthy.URL(), up.hostport()))
+
+	start := time.Now()
+	for i := 0; i < 20; i++ {
+		if res, _ := get(t, "/", nil); res.StatusCode != 200 {
+			t.Fatalf("status %d", res.StatusCode)
+		}
+	}
+	healthy.WaitSpans(t, 40, 2*time.Second)
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("the healthy collector waited %s behind the hanging one", d)
+	}
+	if st := queueStats(t, hanging); st.ExportedRecords != 0 {
+		t.Errorf("the hanging collector accepted %d records", st.ExportedRecords)
 	}
 }
