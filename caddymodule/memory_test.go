@@ -58,6 +58,10 @@ func recordBytes(t *testing.T, n int) int64 {
 	}
 	q := exporter.NewQueue(discardExporter{}, exporter.QueueConfig{Size: n + 1, BatchSize: n + 1, FlushInterval: time.Hour})
 	defer q.Shutdown(context.Background())
+	// The handler's own pooled queue goes back before its Cleanup
+	// releases it.
+	pooled := h.queues
+	defer func() { h.queues = pooled }()
 	h.queues = []*pooledQueue{{name: "hold", q: q}}
 	before := heapInuse()
 	serveN(t, h, n, n, nil)
