@@ -349,9 +349,9 @@ func isToken(s string) bool { return s != "" && scanToken(s, 0) == len(s) }
 // digits is literal; '+' is a space when plusSpace is set, as URL query
 // encoding has it) and re-encoded as a baggage value. Headers are taken in
 // the order of their names, the first 64 at most, while they fit 8192
-// bytes; the rest are dropped. It returns "" when there is none, and
-// allocates the one string otherwise.
-func prefixedBaggage(h http.Header, prefix string, plusSpace bool) string {
+// bytes; the rest are dropped whole, and dropped reports it. It returns ""
+// when none is kept, and allocates the one string otherwise.
+func prefixedBaggage(h http.Header, prefix string, plusSpace bool) (list string, dropped bool) {
 	var names [baggageMaxMembers]string
 	n := 0
 	for k, vs := range h {
@@ -363,8 +363,10 @@ func prefixedBaggage(h http.Header, prefix string, plusSpace bool) string {
 		case n < len(names):
 			n++
 		case k >= names[n-1]:
+			dropped = true
 			continue
 		default:
+			dropped = true
 			i = n - 1
 		}
 		for ; i > 0 && names[i-1] > k; i-- {
@@ -373,12 +375,13 @@ func prefixedBaggage(h http.Header, prefix string, plusSpace bool) string {
 		names[i] = k
 	}
 	if n == 0 {
-		return ""
+		return "", dropped
 	}
 	var lim baggageLimit
 	var keep [baggageMaxMembers]bool
 	for i, k := range names[:n] {
 		keep[i] = lim.fits(len(k) - len(prefix) + 1 + encodedBaggageLen(h[k][0], plusSpace))
+		dropped = dropped || !keep[i]
 	}
 	var b strings.Builder
 	b.Grow(lim.size)
@@ -399,7 +402,7 @@ func prefixedBaggage(h http.Header, prefix string, plusSpace bool) string {
 		b.WriteByte('=')
 		appendBaggageValue(&b, h[k][0], plusSpace)
 	}
-	return b.String()
+	return b.String(), dropped
 }
 
 // decodeNext decodes the byte of v at i, leniently: a valid %XX escape is
@@ -451,7 +454,8 @@ func appendBaggageValue(b *strings.Builder, v string, plusSpace bool) {
 }
 
 // injectPrefixedBaggage writes each valid member of sc.Baggage as a header
-// prefix+key (prefix ends in '-'; the key in canonical header form) whose
+// prefix+key (prefix in canonical header form; prefix+key is then canonical
+// too, the key's first letter upper case only after a '-') whose
 // value is the member's percent-encoded value, properties dropped. With
 // plusSpace, a literal '+' is written %2B, because the receiver decodes '+'
 // as a space. Two keys that differ only in case name one header: the later
@@ -471,7 +475,7 @@ func injectPrefixedBaggage(sc *SpanContext, w *Writer, prefix string, plusSpace 
 		var name strings.Builder
 		name.Grow(len(prefix) + len(key))
 		name.WriteString(prefix)
-		upper := true
+		upper := strings.HasSuffix(prefix, "-")
 		for j := 0; j < len(key); j++ {
 			c := key[j]
 			switch {

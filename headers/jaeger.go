@@ -86,7 +86,7 @@ func (jaegerCodec) Extract(h http.Header, sc *SpanContext) error {
 	if err := parseJaeger(trimOWS(vs[0]), sc); err != nil {
 		return err
 	}
-	sc.Baggage = prefixedBaggage(h, jaegerBaggagePrefix, true)
+	sc.Baggage, _ = prefixedBaggage(h, jaegerBaggagePrefix, true)
 	return nil
 }
 

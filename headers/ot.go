@@ -100,7 +100,7 @@ func (otCodec) Extract(h http.Header, sc *SpanContext) error {
 			return ErrOTSampled
 		}
 	}
-	sc.Baggage = prefixedBaggage(h, otBaggagePrefix, false)
+	sc.Baggage, _ = prefixedBaggage(h, otBaggagePrefix, false)
 	return nil
 }
 

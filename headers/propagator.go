@@ -13,19 +13,20 @@ type Format uint8
 
 // The wire formats. Their names (String) are the ones used in configuration.
 const (
-	FormatNone      Format = iota
-	FormatW3C              // traceparent + tracestate
-	FormatB3               // X-B3-* multi headers (extraction also reads b3)
-	FormatB3Single         // b3 single header (extraction also reads X-B3-*)
-	FormatSW8              // SkyWalking v3 sw8
-	FormatSW6              // SkyWalking v2 sw6
-	FormatJaeger           // uber-trace-id
-	FormatOT               // ot-tracer-*
-	FormatBaggage          // W3C baggage
-	FormatXRay             // X-Amzn-Trace-Id
-	FormatDatadog          // x-datadog-*
-	FormatRequestID        // X-Request-ID
-	FormatCustom           // operator-named headers
+	FormatNone          Format = iota
+	FormatW3C                  // traceparent + tracestate
+	FormatB3                   // X-B3-* multi headers (extraction also reads b3)
+	FormatB3Single             // b3 single header (extraction also reads X-B3-*)
+	FormatSW8                  // SkyWalking v3 sw8
+	FormatSW6                  // SkyWalking v2 sw6
+	FormatJaeger               // uber-trace-id
+	FormatOT                   // ot-tracer-*
+	FormatBaggage              // W3C baggage
+	FormatXRay                 // X-Amzn-Trace-Id
+	FormatDatadog              // x-datadog-*
+	FormatRequestID            // X-Request-ID
+	FormatCustom               // operator-named headers
+	FormatPrefixBaggage        // operator-prefixed baggage headers, {prefix}{key}
 	numFormats
 )
 
@@ -43,6 +44,8 @@ var formatNames = [numFormats]string{
 	FormatDatadog:   "datadog",
 	FormatRequestID: "requestid",
 	FormatCustom:    "custom",
+	// FormatPrefixBaggage needs its prefix: NewPrefixBaggageCodec.
+	FormatPrefixBaggage: "prefix_baggage",
 }
 
 // String returns the configuration name of the format.
@@ -163,9 +166,9 @@ func NewCodec(f Format) (Codec, error) {
 
 // maxWrites bounds the headers one injection can write: 32 for the trace
 // headers of every format, plus one per baggage member (at most 64) for each
-// of the two formats that write a header per member (Jaeger uberctx-*,
-// OpenTracing ot-baggage-*).
-const maxWrites = 32 + 2*baggageMaxMembers
+// of the three formats that write a header per member (Jaeger uberctx-*,
+// OpenTracing ot-baggage-*, an operator's prefix).
+const maxWrites = 32 + 3*baggageMaxMembers
 
 // Writer collects the headers that codecs inject, so that they can be applied
 // to an http.Header with one allocation for all value slices and one for all
