@@ -32,6 +32,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //			inject  <format...> | preserve   # written upstream; default: w3c b3
 //			default <format...>              # with preserve, when nothing came in; default: w3c
 //			clear   <header...>              # removed before the upstream sees the request
+//			baggage <header-prefix...>       # in-house baggage headers carried across formats
 //			custom  trace_id <hdr> [span_id <hdr>] [parent_id <hdr>] [sampled <hdr>] [uuid]
 //			request_id [header <name>] [generate]
 //			trust   all | none | <cidr...>   # whose trace headers to believe; default all
@@ -141,6 +142,11 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 					if len(h.Propagation.Default) == 0 {
 						return d.Errf("propagation default needs at least one format")
 					}
+				case "baggage":
+					h.Propagation.Baggage = d.RemainingArgs()
+					if len(h.Propagation.Baggage) == 0 {
+						return d.Errf("propagation baggage needs at least one header prefix")
+					}
 				case "clear":
 					h.Propagation.Clear = d.RemainingArgs()
 					if len(h.Propagation.Clear) == 0 {
@@ -171,7 +177,7 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 					}
 					h.Propagation.RequestID = rid
 				default:
-					return d.Errf("unknown propagation option %q (allowed: extract, inject, default, clear, custom, request_id, trust)", sub)
+					return d.Errf("unknown propagation option %q (allowed: extract, inject, default, clear, baggage, custom, request_id, trust)", sub)
 				}
 			}
 		case "response_headers":

@@ -65,7 +65,11 @@ func benchHandler(b *testing.B, mw caddyhttp.MiddlewareHandler, traceparent stri
 	b.ReportAllocs()
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		r := base.Clone(context.WithValue(base.Context(), caddyhttp.VarsCtxKey, make(map[string]any, 4)))
+		// A fresh vars map and log fields per request, as Caddy's server
+		// makes them.
+		ctx := context.WithValue(base.Context(), caddyhttp.VarsCtxKey, make(map[string]any, 4))
+		ctx = context.WithValue(ctx, caddyhttp.ExtraLogFieldsCtxKey, new(caddyhttp.ExtraLogFields))
+		r := base.Clone(ctx)
 		clear(w.h)
 		if err := mw.ServeHTTP(w, r, upstreamLike); err != nil {
 			b.Fatal(err)
@@ -81,8 +85,12 @@ func ourHandler(b *testing.B, js string) *Handler {
 		b.Fatal(err)
 	}
 	q := exporter.NewQueue(discardExporter{}, exporter.QueueConfig{Size: 1 << 16})
-	b.Cleanup(func() { q.Shutdown(context.Background()) })
+	own := h.queues
 	h.queues = []*pooledQueue{{name: "discard", q: q}}
+	b.Cleanup(func() {
+		q.Shutdown(context.Background())
+		h.queues = own // so Cleanup releases the pooled queue Provision took
+	})
 	return h
 }
 

@@ -25,6 +25,7 @@ type pooledQueue struct {
 	q            *exporter.Queue
 	flushTimeout time.Duration
 	stats        *exportStats
+	drops        *dropLogger // nil in tests that build a pooledQueue by hand
 }
 
 // Destruct flushes the queue within flush_timeout and stops its worker. The
@@ -32,7 +33,13 @@ type pooledQueue struct {
 func (p *pooledQueue) Destruct() error {
 	ctx, cancel := context.WithTimeout(context.Background(), p.flushTimeout)
 	defer cancel()
-	if err := p.q.Shutdown(ctx); err != nil {
+	err := p.q.Shutdown(ctx)
+	if p.drops != nil {
+		// Shutdown's Stats are final: log every drop not logged yet,
+		// including the records it dropped at the deadline.
+		p.drops.flush()
+	}
+	if err != nil {
 		return fmt.Errorf("exporter %s: flushing on shutdown: %w", p.name, err)
 	}
 	return nil
@@ -77,7 +84,7 @@ func acquireQueue(ec *ExporterConfig, h *Handler) (*pooledQueue, error) {
 		qc.OnExport = stats.observe
 		q := exporter.NewQueue(exp, qc)
 		stats.queue = q
-		return &pooledQueue{key: key, name: name, q: q, flushTimeout: ec.flushTimeout(), stats: stats}, nil
+		return &pooledQueue{key: key, name: name, q: q, flushTimeout: ec.flushTimeout(), stats: stats, drops: dl}, nil
 	})
 	if err != nil {
 		return nil, err
@@ -100,7 +107,9 @@ func (ec *ExporterConfig) poolKey(h *Handler) (string, error) {
 }
 
 // dropLogger logs drops at warning level at most once per interval, saying
-// how many records were dropped since the last line and why.
+// how many records were dropped since the last line and why. Drops noted
+// within the interval are logged when it ends, or at flush: none goes
+// unreported.
 type dropLogger struct {
 	logger  *zap.Logger
 	every   time.Duration
@@ -108,6 +117,7 @@ type dropLogger struct {
 	last    time.Time
 	pending map[string]int
 	lastErr error
+	timer   *time.Timer // logs the pending drops when the interval ends
 }
 
 func (d *dropLogger) note(reason string, records, spans int) {
@@ -117,11 +127,30 @@ func (d *dropLogger) note(reason string, records, spans int) {
 		d.pending = make(map[string]int)
 	}
 	d.pending[reason] += records
-	t := time.Now()
-	if !d.last.IsZero() && t.Sub(d.last) < d.every {
+	if wait := d.every - time.Since(d.last); !d.last.IsZero() && wait > 0 {
+		if d.timer == nil {
+			d.timer = time.AfterFunc(wait, d.flush)
+		}
 		return
 	}
-	d.last = t
+	d.writeLocked()
+}
+
+// flush logs the pending drops now, if any.
+func (d *dropLogger) flush() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.timer != nil {
+		d.timer.Stop()
+		d.timer = nil
+	}
+	if len(d.pending) > 0 {
+		d.writeLocked()
+	}
+}
+
+func (d *dropLogger) writeLocked() {
+	d.last = time.Now()
 	fields := make([]zap.Field, 0, len(d.pending)+1)
 	for r, n := range d.pending {
 		fields = append(fields, zap.Int("dropped_"+r, n))

@@ -22,6 +22,12 @@ type Propagation struct {
 	// Clear lists request headers removed before the upstream sees the
 	// request.
 	Clear []string `json:"clear,omitempty"`
+	// Baggage lists header prefixes (e.g. X-Baggage-) whose headers carry
+	// baggage: each <prefix><key>: <value> header is read into the one
+	// baggage set that W3C baggage, Jaeger uberctx-* and OpenTracing
+	// ot-baggage-* share, and every member is written back as
+	// <prefix><key>, so in-house context headers cross formats too.
+	Baggage []string `json:"baggage,omitempty"`
 	// Custom configures the custom format: operator-named headers carrying
 	// a hex or UUID trace id, span id, parent id and sampled flag.
 	Custom *CustomHeaders `json:"custom,omitempty"`
@@ -127,6 +133,14 @@ func (p *Propagation) build() (*propagation, error) {
 		if in, err = p.codecs(inject); err != nil {
 			return nil, fmt.Errorf("propagation inject: %w", err)
 		}
+	}
+	for _, prefix := range p.Baggage {
+		c, err := headers.NewPrefixBaggageCodec(prefix)
+		if err != nil {
+			return nil, fmt.Errorf("propagation %w", err)
+		}
+		ex = append(ex, c)
+		in = append(in, c)
 	}
 	out.prop = headers.NewPropagator(ex, in)
 	for _, name := range p.Clear {

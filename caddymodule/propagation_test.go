@@ -151,3 +151,31 @@ func TestBadPropagationConfig(t *testing.T) {
 		})
 	}
 }
+
+func TestBaggagePrefixesCrossFormats(t *testing.T) {
+	up := newUpstream(t)
+	startCaddy(t, fmt.Sprintf(`	tracingproxy {
+		propagation {
+			extract w3c baggage
+			inject w3c baggage
+			baggage X-Ctx-
+		}
+		exporter log
+	}
+	reverse_proxy %s`, up.hostport()))
+	get(t, "/", map[string][]string{
+		"Traceparent":  {"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"},
+		"X-Ctx-Tenant": {"gold"},
+		"Baggage":      {"user=alice"},
+	})
+	h := up.last(t)
+	if b := h.Get("Baggage"); !strings.Contains(b, "user=alice") || !strings.Contains(b, "tenant=gold") {
+		t.Errorf("baggage %q, want the W3C member and the X-Ctx- header merged", b)
+	}
+	if got := h.Get("X-Ctx-User"); got != "alice" {
+		t.Errorf("X-Ctx-User %q, want the W3C member written with the prefix", got)
+	}
+	if _, err := provision(t, `{"propagation":{"baggage":["X-"]}}`); err == nil || !strings.Contains(err.Error(), "propagation baggage:") {
+		t.Errorf("a prefix covering X-B3-* gave %v, want it refused", err)
+	}
+}
