@@ -8,6 +8,7 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/zap"
 
 	"github.com/tracingproxy/tracingproxy/exporter"
 	"github.com/tracingproxy/tracingproxy/headers"
@@ -70,15 +71,27 @@ func (*metrics) countDecision(d sampler.Decision) {
 // registerMetrics adds the tracingproxy collector to the configuration's
 // metrics registry, once per registry.
 func registerMetrics(ctx caddy.Context) *metrics {
-	if reg := ctx.GetMetricsRegistry(); reg != nil {
-		err := reg.Register(collector{})
-		var are prometheus.AlreadyRegisteredError
-		if err != nil && !errors.As(err, &are) {
-			caddy.Log().Named("http.handlers.tracingproxy").Warn("registering metrics")
+	reg := ctx.GetMetricsRegistry()
+	if reg == nil {
+		return &metrics{}
+	}
+	// The collector is unchecked (it describes nothing), so the registry
+	// would accept it twice and then fail every scrape on duplicate series:
+	// register it once per registry, whatever the number of handlers.
+	if _, loaded := registered.LoadOrStore(reg, true); !loaded {
+		if err := reg.Register(collector{}); err != nil {
+			var are prometheus.AlreadyRegisteredError
+			if !errors.As(err, &are) {
+				caddy.Log().Named("http.handlers.tracingproxy").Warn("registering metrics", zap.Error(err))
+			}
 		}
+		ctx.OnCancel(func() { registered.Delete(reg) })
 	}
 	return &metrics{}
 }
+
+// registered holds the registries the collector is registered with.
+var registered sync.Map
 
 var (
 	descMalformed = prometheus.NewDesc("tracingproxy_malformed_headers_total",
@@ -132,48 +145,80 @@ func (collector) Collect(ch chan<- prometheus.Metric) {
 		}
 	}
 
-	seen := map[string]bool{}
+	// Queues are pooled by full configuration; metrics name an exporter by
+	// type and target. Queues that share a name (the same collector with
+	// other options, or for several services) are summed.
+	byName := map[string]*exporter.Stats{}
+	var names []string
 	queuePool.Range(func(_, v any) bool {
 		pq := v.(*pooledQueue)
-		if seen[pq.name] {
-			return true
+		st := pq.q.Stats()
+		if sum := byName[pq.name]; sum != nil {
+			addStats(sum, &st)
+		} else {
+			byName[pq.name] = &st
+			names = append(names, pq.name)
 		}
-		seen[pq.name] = true
-		pq.stats.collect(ch)
 		return true
 	})
-}
-
-// exportStats is one exporter's latency histogram plus its queue's counters.
-type exportStats struct {
-	name    string
-	queue   *exporter.Queue
-	latency prometheus.Histogram
-}
-
-func newExportStats(name string) *exportStats {
-	return &exportStats{
-		name: name,
-		latency: prometheus.NewHistogram(prometheus.HistogramOpts{
-			Name:        "tracingproxy_exporter_export_duration_seconds",
-			Help:        "Duration of export attempts.",
-			ConstLabels: prometheus.Labels{"exporter": name},
-			Buckets:     []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
-		}),
+	for _, name := range names {
+		collectQueue(ch, name, byName[name])
+		if hist, ok := latencies.Load(name); ok {
+			hist.(prometheus.Histogram).Collect(ch)
+		}
 	}
 }
 
-func (s *exportStats) observe(d time.Duration, _, _ int, _ error) {
-	s.latency.Observe(d.Seconds())
+// addStats adds b's counters into a.
+func addStats(a, b *exporter.Stats) {
+	a.Enqueued += b.Enqueued
+	a.ExportedRecords += b.ExportedRecords
+	a.ExportedSpans += b.ExportedSpans
+	a.Retries += b.Retries
+	a.Failures += b.Failures
+	a.Len += b.Len
+	a.Bytes += b.Bytes
+	for r, n := range b.Dropped {
+		a.Dropped[r] += n
+	}
+	for r, n := range b.DroppedSpans {
+		a.DroppedSpans[r] += n
+	}
+	if b.LastSuccess.After(a.LastSuccess) {
+		a.LastSuccess = b.LastSuccess
+	}
 }
 
-func (s *exportStats) collect(ch chan<- prometheus.Metric) {
-	st := s.queue.Stats()
+// latencies holds one export-latency histogram per exporter name, shared by
+// every queue of that name and across reloads.
+var latencies sync.Map
+
+// exportLatency returns the histogram of the named exporter.
+func exportLatency(name string) prometheus.Histogram {
+	if h, ok := latencies.Load(name); ok {
+		return h.(prometheus.Histogram)
+	}
+	h, _ := latencies.LoadOrStore(name, prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name:        "tracingproxy_exporter_export_duration_seconds",
+		Help:        "Duration of export attempts.",
+		ConstLabels: prometheus.Labels{"exporter": name},
+		Buckets:     []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
+	}))
+	return h.(prometheus.Histogram)
+}
+
+// observeExport records one export attempt's duration.
+func observeExport(name string) func(time.Duration, int, int, error) {
+	hist := exportLatency(name)
+	return func(d time.Duration, _, _ int, _ error) { hist.Observe(d.Seconds()) }
+}
+
+func collectQueue(ch chan<- prometheus.Metric, name string, st *exporter.Stats) {
 	c := func(d *prometheus.Desc, v float64, labels ...string) {
-		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, v, append([]string{s.name}, labels...)...)
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, v, append([]string{name}, labels...)...)
 	}
 	g := func(d *prometheus.Desc, v float64) {
-		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, s.name)
+		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, name)
 	}
 	c(descEnqueued, float64(st.Enqueued))
 	c(descExportedRecords, float64(st.ExportedRecords))
@@ -191,5 +236,4 @@ func (s *exportStats) collect(ch chan<- prometheus.Metric) {
 	if !st.LastSuccess.IsZero() {
 		g(descLastSuccess, float64(st.LastSuccess.UnixNano())/1e9)
 	}
-	s.latency.Collect(ch)
 }

@@ -24,7 +24,6 @@ type pooledQueue struct {
 	name         string // exporter type and target, for logs and metrics
 	q            *exporter.Queue
 	flushTimeout time.Duration
-	stats        *exportStats
 	drops        *dropLogger // nil in tests that build a pooledQueue by hand
 }
 
@@ -68,7 +67,6 @@ func acquireQueue(ec *ExporterConfig, h *Handler) (*pooledQueue, error) {
 			return nil, err
 		}
 		name := ec.displayName()
-		stats := newExportStats(name)
 		logger := backgroundLogger().With(zap.String("exporter", name))
 		qc := ec.queueConfig()
 		dl := &dropLogger{logger: logger, every: time.Minute}
@@ -81,10 +79,9 @@ func acquireQueue(ec *ExporterConfig, h *Handler) (*pooledQueue, error) {
 		qc.OnDrop = func(reason string, records, spans int) {
 			dl.note(reason, records, spans)
 		}
-		qc.OnExport = stats.observe
+		qc.OnExport = observeExport(name)
 		q := exporter.NewQueue(exp, qc)
-		stats.queue = q
-		return &pooledQueue{key: key, name: name, q: q, flushTimeout: ec.flushTimeout(), stats: stats, drops: dl}, nil
+		return &pooledQueue{key: key, name: name, q: q, flushTimeout: ec.flushTimeout(), drops: dl}, nil
 	})
 	if err != nil {
 		return nil, err
@@ -95,7 +92,18 @@ func acquireQueue(ec *ExporterConfig, h *Handler) (*pooledQueue, error) {
 // poolKey identifies an exporter by everything that configures it, plus the
 // identity it reports (SkyWalking registers a service instance).
 func (ec *ExporterConfig) poolKey(h *Handler) (string, error) {
-	b, err := json.Marshal(ec)
+	// Placeholders are keyed by their values now, so a reload after the
+	// environment changed builds a new exporter with the new token.
+	k := *ec
+	repl := caddy.NewReplacer()
+	k.Token = repl.ReplaceAll(ec.Token, "")
+	if len(ec.Headers) > 0 {
+		k.Headers = make(map[string]string, len(ec.Headers))
+		for name, v := range ec.Headers {
+			k.Headers[name] = repl.ReplaceAll(v, "")
+		}
+	}
+	b, err := json.Marshal(&k)
 	if err != nil {
 		return "", err
 	}

@@ -119,10 +119,19 @@ func (p *Propagation) build() (*propagation, error) {
 			out.defaultSet = out.defaultSet.Add(c.Format())
 		}
 		// Under preserve, any format read may be written back, and the
-		// defaults when none was read.
-		in = ex
+		// defaults when none was read. B3 is answered in the form it came
+		// in, single or multi, whichever name extract uses.
+		in = append([]headers.Codec(nil), ex...)
+		if hasFormat(ex, headers.FormatB3) || hasFormat(ex, headers.FormatB3Single) {
+			for _, f := range []headers.Format{headers.FormatB3, headers.FormatB3Single} {
+				if !hasFormat(in, f) {
+					c, _ := headers.NewCodec(f)
+					in = append(in, c)
+				}
+			}
+		}
 		for _, c := range dc {
-			if !hasFormat(ex, c.Format()) {
+			if !hasFormat(in, c.Format()) {
 				in = append(in, c)
 			}
 		}
@@ -215,6 +224,7 @@ func hasFormat(cs []headers.Codec, f headers.Format) bool {
 // inject writes the outgoing context into the request headers, replacing
 // every header the formats own and removing the cleared ones.
 func (p *propagation) inject(r *http.Request, in *headers.Result, sc *headers.SpanContext, w *headers.Writer) {
+	singleB3 := p.preserve && len(r.Header["B3"]) > 0
 	p.prop.Clear(r.Header)
 	for _, name := range p.clear {
 		delete(r.Header, name)
@@ -223,6 +233,14 @@ func (p *propagation) inject(r *http.Request, in *headers.Result, sc *headers.Sp
 		p.prop.Inject(sc, w)
 	} else {
 		set := in.Present &^ in.Malformed
+		if set.Has(headers.FormatB3) || set.Has(headers.FormatB3Single) {
+			set &^= headers.FormatSet(0).Add(headers.FormatB3).Add(headers.FormatB3Single)
+			if singleB3 {
+				set = set.Add(headers.FormatB3Single)
+			} else {
+				set = set.Add(headers.FormatB3)
+			}
+		}
 		if set&contextFormatsBitset == 0 {
 			set |= p.defaultSet
 		}

@@ -67,11 +67,15 @@ type keepPolicy struct {
 // enabled reports whether unsampled requests must be watched.
 func (k *keepPolicy) enabled() bool { return k.errors || k.slower > 0 }
 
-// keep returns the reason to keep a finished unsampled request, or "".
-func (k *keepPolicy) keep(status int, err error, took time.Duration) sampler.Reason {
+// keep returns the reason to keep a finished unsampled request, or "": a
+// 5xx (handler errors without a status count as 500; a 4xx error such as a
+// client's abort or a missing file does not), or a request slower than the
+// threshold.
+func (k *keepPolicy) keep(status int, took time.Duration) sampler.Reason {
 	var reason sampler.Reason
 	switch {
-	case k.errors && (err != nil || status >= 500):
+	case k.errors && status >= 500: // a failed upstream maps to 502
+
 		reason = sampler.ReasonError
 	case k.slower > 0 && took > k.slower:
 		reason = sampler.ReasonSlow

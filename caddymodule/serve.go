@@ -2,6 +2,7 @@ package caddymodule
 
 import (
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -80,17 +81,16 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, next caddyhttp.H
 			SpanContext: headers.SpanContext{Baggage: in.Baggage, RequestID: in.RequestID}}
 	}
 	t.init(h, in, r, &st.params)
-	h.metrics.countDecision(t.decision)
 	if h.observe != nil {
 		h.observe(st)
 	}
-
-	// Replace the caller's trace headers with the context of our CLIENT
-	// span; reverse_proxy copies the request headers upstream.
-	h.prop.inject(r, in, &t.out, &st.wr)
-
-	h.setResponseHeaders(w, t)
 	watch := t.decision.Sample || h.keep.enabled()
+	if !watch {
+		h.metrics.countDecision(t.decision)
+	}
+	// The request as the client sent it: handlers after us (uri, rewrite,
+	// handle_path) change r in place.
+	t.method, t.path, t.query, t.host = r.Method, r.URL.Path, r.URL.RawQuery, r.Host
 	var b *recordBuf
 	var ids *traceIDs
 	if watch {
@@ -98,9 +98,16 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, next caddyhttp.H
 		// placeholders and the access log read.
 		b = new(recordBuf)
 		ids = &b.ids
+		b.reqTags = h.requestHeaderTags(r)
 	} else {
 		ids = new(traceIDs)
 	}
+
+	// Replace the caller's trace headers with the context of our CLIENT
+	// span; reverse_proxy copies the request headers upstream.
+	h.prop.inject(r, in, &t.out, &st.wr)
+
+	h.setResponseHeaders(w, t)
 	*ids = traceIDs{trace: t.out.TraceID, span: t.serverID}
 	annotate(r, ids)
 
@@ -110,25 +117,63 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, next caddyhttp.H
 
 	sr := &statusRecorder{ResponseWriterWrapper: caddyhttp.ResponseWriterWrapper{ResponseWriter: w}}
 	callStart := now()
+	done := false
+	defer func() {
+		if done {
+			return
+		}
+		// next panicked: reverse_proxy aborts a response it cannot finish
+		// with http.ErrAbortHandler. Record the failure, then let the
+		// panic go on unchanged.
+		p := recover()
+		h.finish(b, r, t, sr, fmt.Errorf("response aborted: %v", p), start, callStart, now())
+		panic(p)
+	}()
 	err := next.ServeHTTP(sr, r)
-	end := now()
+	done = true
+	h.finish(b, r, t, sr, err, start, callStart, now())
+	return err
+}
 
+// finish decides whether a watched request is exported (head-sampled, or
+// kept after the fact), counts the decision and enqueues the record.
+func (h *Handler) finish(b *recordBuf, r *http.Request, t *hop, sr *statusRecorder, err error, start, callStart, end time.Time) {
 	if !t.decision.Sample {
 		// Deferred keep: the head said no, but a failed or slow request
 		// is exported anyway, marked with why.
 		status, _ := finalStatus(sr, err)
-		reason := h.keep.keep(status, err, end.Sub(start))
+		reason := h.keep.keep(status, end.Sub(start))
 		if reason == "" {
-			return err
+			h.metrics.countDecision(t.decision)
+			return
 		}
-		t.decision.Reason = reason
-		h.metrics.countDecision(sampler.Decision{Sample: true, Reason: reason})
+		t.decision = sampler.Decision{Sample: true, Reason: reason}
 	}
+	h.metrics.countDecision(t.decision)
 	rec := h.record(b, r, t, sr, err, start, callStart, end)
 	for _, q := range h.queues {
 		q.q.Enqueue(rec)
 	}
-	return err
+}
+
+// requestHeaderTags records the request headers record_request_headers
+// lists, as the client sent them.
+func (h *Handler) requestHeaderTags(r *http.Request) []exporter.Tag {
+	var tags []exporter.Tag
+	for _, ht := range h.reqTags {
+		if v := r.Header[ht.header]; len(v) > 0 {
+			tags = append(tags, exporter.Tag{Key: ht.tag, Value: h.capTag(strings.Join(v, ","))})
+		}
+	}
+	return tags
+}
+
+// capTag cuts a value taken from the request or response at max_tag_length.
+func (h *Handler) capTag(v string) string {
+	if len(v) > h.MaxTagLength {
+		return v[:h.MaxTagLength]
+	}
+	return v
 }
 
 // hop is the trace state of one request.
@@ -144,6 +189,8 @@ type hop struct {
 	out            headers.SpanContext // what the upstream continues: our CLIENT span
 	swTraceID      string              // the caller's SkyWalking trace id string, if any
 	name           string              // the operation name, "<METHOD> <path>", once needed
+	// method, path, query and host are the request as the client sent it.
+	method, path, query, host string
 }
 
 func (t *hop) init(h *Handler, in *headers.Result, r *http.Request, p *sampler.Params) {
@@ -199,10 +246,21 @@ func (t *hop) init(h *Handler, in *headers.Result, r *http.Request, p *sampler.P
 			SpanID:    1,
 			Service:   h.ServiceName,
 			Instance:  h.Instance,
-			Endpoint:  t.name,
-			Address:   h.upstreamAddress(r),
+			Endpoint:  capString(t.name, swFieldMax),
+			Address:   capString(h.upstreamAddress(r), swFieldMax),
 		}
 	}
+}
+
+// swFieldMax bounds the sw8 fields that come from the request (endpoint,
+// address), so the header stays under SkyWalking's 2 KiB whatever the path.
+const swFieldMax = 256
+
+func capString(s string, n int) string {
+	if len(s) > n {
+		return s[:n]
+	}
+	return s
 }
 
 // newSegmentID returns a fresh SkyWalking segment id: 32 random hex digits.
@@ -302,6 +360,7 @@ func (v *spanIDVar) String() string { return v.span.String() }
 // request allocates them at once.
 type recordBuf struct {
 	ids     traceIDs
+	reqTags []exporter.Tag // recorded request headers, taken before next
 	rec     exporter.Record
 	clients [1]exporter.Span
 	tags    [7]exporter.Tag
@@ -325,19 +384,13 @@ func (h *Handler) record(b *recordBuf, r *http.Request, t *hop, sr *statusRecord
 	status, errText := finalStatus(sr, err)
 
 	if t.name == "" {
-		t.name = r.Method + " " + r.URL.Path
+		t.name = t.method + " " + t.path
 	}
 	name := t.name
-	path := r.URL.Path
-	capTag := func(v string) string {
-		if len(v) > h.MaxTagLength {
-			return v[:h.MaxTagLength]
-		}
-		return v
-	}
-	b.tags[0] = exporter.Tag{Key: "http.method", Value: capTag(r.Method)}
-	b.tags[1] = exporter.Tag{Key: "http.path", Value: capTag(path)}
-	b.tags[2] = exporter.Tag{Key: "http.host", Value: capTag(r.Host)}
+	capTag := h.capTag
+	b.tags[0] = exporter.Tag{Key: "http.method", Value: capTag(t.method)}
+	b.tags[1] = exporter.Tag{Key: "http.path", Value: capTag(t.path)}
+	b.tags[2] = exporter.Tag{Key: "http.host", Value: capTag(t.host)}
 	rec.Server = exporter.Span{
 		Kind:     exporter.KindServer,
 		ID:       t.serverID,
@@ -367,14 +420,10 @@ func (h *Handler) record(b *recordBuf, r *http.Request, t *hop, sr *statusRecord
 		n += 2
 	}
 	rec.Server.Tags = b.tags[0:n:n]
-	if h.RecordQuery && r.URL.RawQuery != "" {
-		rec.Server.Tags = append(rec.Server.Tags, exporter.Tag{Key: "http.query", Value: capTag(r.URL.RawQuery)})
+	if h.RecordQuery && t.query != "" {
+		rec.Server.Tags = append(rec.Server.Tags, exporter.Tag{Key: "http.query", Value: capTag(t.query)})
 	}
-	for _, ht := range h.reqTags {
-		if v := r.Header[ht.header]; len(v) > 0 {
-			rec.Server.Tags = append(rec.Server.Tags, exporter.Tag{Key: ht.tag, Value: capTag(strings.Join(v, ","))})
-		}
-	}
+	rec.Server.Tags = append(rec.Server.Tags, b.reqTags...)
 	for _, ht := range h.respTags {
 		if v := sr.Header()[ht.header]; len(v) > 0 {
 			rec.Server.Tags = append(rec.Server.Tags, exporter.Tag{Key: ht.tag, Value: capTag(strings.Join(v, ","))})
@@ -467,9 +516,10 @@ type statusRecorder struct {
 	status int
 }
 
-// WriteHeader records the first final status.
+// WriteHeader records the first final status; 101 Switching Protocols is
+// final for an upgraded connection.
 func (s *statusRecorder) WriteHeader(code int) {
-	if s.status == 0 && code >= 200 {
+	if s.status == 0 && (code >= 200 || code == http.StatusSwitchingProtocols) {
 		s.status = code
 	}
 	s.ResponseWriterWrapper.WriteHeader(code)

@@ -73,7 +73,7 @@ func (tp *trustPolicy) trusted(r *http.Request) bool {
 	if err != nil {
 		return false
 	}
-	a = a.Unmap()
+	a = a.Unmap().WithZone("")
 	for _, p := range tp.prefixes {
 		if p.Contains(a) {
 			return true

@@ -256,8 +256,10 @@ func (w *Writer) Apply(h http.Header) {
 	}
 }
 
-// Reset empties the writer, keeping its buffer for reuse.
+// Reset empties the writer, keeping its buffer for reuse and dropping its
+// references to the values it held.
 func (w *Writer) Reset() {
+	clear(w.kv[:w.n])
 	w.n = 0
 	w.buf = w.buf[:0]
 }
