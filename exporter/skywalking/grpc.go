@@ -126,6 +126,10 @@ func (g *grpcTransport) error(ctx context.Context, op string, err error) error {
 	if ctxErr := ctx.Err(); ctxErr != nil {
 		return ctxError(op, ctxErr)
 	}
+	// gRPC's own deadline timer can fire a moment before the context's.
+	if d, ok := ctx.Deadline(); ok && status.Code(err) == codes.DeadlineExceeded && !time.Now().Before(d) {
+		return ctxError(op, context.DeadlineExceeded)
+	}
 	switch status.Code(err) {
 	case codes.Unauthenticated, codes.PermissionDenied:
 		return authError(g.token, err)
