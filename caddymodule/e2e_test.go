@@ -1,9 +1,12 @@
 package caddymodule
 
 import (
+	"encoding/json"
 	"fmt"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -314,5 +317,43 @@ func TestUnsampledStillPropagates(t *testing.T) {
 		if s.TraceID != "0af7651916cd43dd8448eb211c80319c" {
 			t.Errorf("span of unsampled trace %s exported", s.TraceID)
 		}
+	}
+}
+
+// TestAccessLogCarriesTheIDs checks the access log's trace_id and span_id
+// fields, which tracingproxy adds for servers that log access.
+func TestAccessLogCarriesTheIDs(t *testing.T) {
+	up := newUpstream(t)
+	logFile := filepath.Join(t.TempDir(), "access.log")
+	startCaddy(t, fmt.Sprintf(`	log {
+		output file %s
+		format json
+	}
+	tracingproxy {
+		exporter log
+	}
+	reverse_proxy %s`, logFile, up.hostport()))
+	res, _ := get(t, "/logged", map[string][]string{"Traceparent": {"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"}})
+	if res.StatusCode != 200 {
+		t.Fatalf("status %d", res.StatusCode)
+	}
+	var entry struct {
+		TraceID string `json:"trace_id"`
+		SpanID  string `json:"span_id"`
+		Request struct {
+			URI string `json:"uri"`
+		} `json:"request"`
+	}
+	waitFor(t, 5*time.Second, "the access log line", func() bool {
+		b, _ := os.ReadFile(logFile)
+		for _, line := range strings.Split(string(b), "\n") {
+			if json.Unmarshal([]byte(line), &entry) == nil && entry.Request.URI == "/logged" {
+				return true
+			}
+		}
+		return false
+	})
+	if entry.TraceID != "0af7651916cd43dd8448eb211c80319c" || len(entry.SpanID) != 16 || entry.SpanID == "b7ad6b7169203331" {
+		t.Errorf("access log trace_id %q span_id %q, want the trace and our SERVER span", entry.TraceID, entry.SpanID)
 	}
 }

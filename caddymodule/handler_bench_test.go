@@ -60,7 +60,11 @@ const benchTraceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-0
 // benchHandler runs one middleware per iteration on a fresh request state,
 // the same way for ours and Caddy's.
 func benchHandler(b *testing.B, mw caddyhttp.MiddlewareHandler, traceparent string) {
-	base := newBenchRequest(traceparent)
+	benchHandlerOn(b, mw, newBenchRequest(traceparent))
+}
+
+// benchHandlerOn is benchHandler with a prepared base request.
+func benchHandlerOn(b *testing.B, mw caddyhttp.MiddlewareHandler, base *http.Request) {
 	w := &nopWriter{h: make(http.Header, 8)}
 	b.ReportAllocs()
 	b.ResetTimer()
@@ -103,6 +107,11 @@ func BenchmarkHandler(b *testing.B) {
 	})
 	b.Run("tracingproxy/sampled/w3c+b3+sw8+server_timing", func(b *testing.B) {
 		benchHandler(b, ourHandler(b, `{"propagation":{"inject":["w3c","b3","sw8"]},"response_headers":{"server_timing":true,"trace_id":"X-Trace-Id"}}`), benchTraceparent)
+	})
+	b.Run("tracingproxy/sampled/w3c+b3/server-without-access-log", func(b *testing.B) {
+		base := newBenchRequest(benchTraceparent)
+		base = base.WithContext(context.WithValue(base.Context(), caddyhttp.ServerCtxKey, new(caddyhttp.Server)))
+		benchHandlerOn(b, ourHandler(b, `{}`), base)
 	})
 	b.Run("tracingproxy/unsampled", func(b *testing.B) {
 		benchHandler(b, ourHandler(b, `{"sample_ratio":0}`), "")

@@ -326,6 +326,11 @@ func annotate(r *http.Request, ids *traceIDs) {
 	ctx := r.Context()
 	caddyhttp.SetVar(ctx, "trace_id", (*traceIDVar)(ids))
 	caddyhttp.SetVar(ctx, "span_id", (*spanIDVar)(ids))
+	// Adding a log field costs an allocation in Caddy on every call; skip it
+	// on servers that log no access.
+	if srv, ok := ctx.Value(caddyhttp.ServerCtxKey).(*caddyhttp.Server); ok && srv.Logs == nil {
+		return
+	}
 	if extra, ok := ctx.Value(caddyhttp.ExtraLogFieldsCtxKey).(*caddyhttp.ExtraLogFields); ok {
 		extra.Add(zap.Inline(ids))
 	}
