@@ -135,6 +135,12 @@ func (p *Propagation) build() (*propagation, error) {
 				in = append(in, c)
 			}
 		}
+		// A sw6 caller is answered with sw8: current agents and OAP speak
+		// only v3 (PROTOCOLS.md: write sw6 only if asked).
+		if hasFormat(ex, headers.FormatSW6) && !hasFormat(in, headers.FormatSW8) {
+			c, _ := headers.NewCodec(headers.FormatSW8)
+			in = append(in, c)
+		}
 	} else {
 		if len(p.Default) > 0 {
 			return nil, fmt.Errorf("propagation default only applies with inject preserve")
@@ -240,6 +246,9 @@ func (p *propagation) inject(r *http.Request, in *headers.Result, sc *headers.Sp
 			} else {
 				set = set.Add(headers.FormatB3)
 			}
+		}
+		if set.Has(headers.FormatSW6) {
+			set = set.Add(headers.FormatSW8) &^ headers.FormatSet(0).Add(headers.FormatSW6)
 		}
 		if set&contextFormatsBitset == 0 {
 			set |= p.defaultSet

@@ -10,6 +10,7 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/tracingproxy/tracingproxy/exporter"
+	"github.com/tracingproxy/tracingproxy/headers"
 	"github.com/tracingproxy/tracingproxy/sampler"
 	"io"
 	"net/http"
@@ -344,4 +345,34 @@ func TestRegressionPoolKeyFollowsTheEnvironment(t *testing.T) {
 	if k1 == k2 {
 		t.Errorf("the pool key did not change with the token: %s", k1)
 	}
+}
+
+// PROTOCOLS.md, sw6: "Read it, continue the trace, and write sw8 (and sw6
+// only if asked)" — under inject preserve too.
+func TestRegressionPreserveAnswersSW6WithSW8(t *testing.T) {
+	h, _, _ := regressionHandler(t, `{"service_name":"svc","propagation":{"extract":["w3c","b3","sw8","sw6"],"inject":["preserve"]},"exporters":[{"type":"log"}]}`)
+	var up http.Header
+	next := caddyhttp.HandlerFunc(func(w http.ResponseWriter, r *http.Request) error {
+		up = r.Header.Clone()
+		return nil
+	})
+	// sw6: 1-b64(a.1.2)-b64(seg)-3-10-11-b64(#host:80)
+	sw6 := "1-YS4xLjI=-c2Vn-3-10-11-I2hvc3Q6ODA="
+	h.ServeHTTP(httptest.NewRecorder(), regressionReq("GET", "/", http.Header{"Sw6": {sw6}}), next)
+	if up.Get("Sw8") == "" || up.Get("Sw6") != "" {
+		t.Fatalf("sw6 caller answered with sw8 %q, sw6 %q; want sw8 only", up.Get("Sw8"), up.Get("Sw6"))
+	}
+	var sc headers.SpanContext
+	if err := mustCodec(t, "sw8").Extract(up, &sc); err != nil || sc.SW.TraceID != "a.1.2" {
+		t.Errorf("sw8 out carries trace %q (%v), want the sw6 caller's a.1.2", sc.SW.TraceID, err)
+	}
+}
+
+func mustCodec(t *testing.T, name string) headers.Codec {
+	t.Helper()
+	cs, err := headers.Codecs([]string{name})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cs[0]
 }

@@ -360,9 +360,9 @@ func (w3cCodec) Inject(sc *SpanContext, w *Writer) {
 }
 
 // truncateTracestate returns ts unchanged when it is at most 512 characters.
-// Otherwise it drops whole members until the rest fits: first members longer
-// than 128 characters, rightmost first, then members from the right. ts is a
-// validated list, so it has at most 32 members.
+// Otherwise it drops whole members, in the specification's order: every
+// member longer than 128 characters, then members from the right until the
+// rest fits. ts is a validated list, so it has at most 32 members.
 func truncateTracestate(ts string) string {
 	if len(ts) <= w3cPropagateLen {
 		return ts
@@ -383,7 +383,9 @@ func truncateTracestate(ts string) string {
 		keep[i] = true
 		size += len(members[i]) + 1
 	}
-	for i := n - 1; i >= 0 && size > w3cPropagateLen; i-- {
+	// The specification's order: every member longer than 128 characters
+	// goes first, then members from the right until the rest fits.
+	for i := n - 1; i >= 0; i-- {
 		if len(members[i]) > w3cLongMember {
 			keep[i] = false
 			size -= len(members[i]) + 1

@@ -440,10 +440,12 @@ func TestTracestateTruncation(t *testing.T) {
 			want:    []string{tsMember("a", 100), tsMember("b", 200), tsMember("c", 210)},
 		},
 		{
-			name:    "long members dropped first, rightmost first",
+			name:    "every long member dropped first",
 			members: []string{tsMember("a", 100), long1, tsMember("b", 100), long2, tsMember("c", 100)},
-			// 100+200+100+150+100+4 = 654: dropping long2 gives 503.
-			want: []string{tsMember("a", 100), long1, tsMember("b", 100), tsMember("c", 100)},
+			// 100+200+100+150+100+4 = 654: the specification removes the
+			// entries over 128 characters first, all of them (dropping
+			// long2 alone would fit, but is not its order).
+			want: []string{tsMember("a", 100), tsMember("b", 100), tsMember("c", 100)},
 		},
 		{
 			name:    "all long members before any short one",

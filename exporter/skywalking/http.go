@@ -72,9 +72,11 @@ func (h *httpTransport) collect(ctx context.Context, segs []*agentv3.SegmentObje
 	return h.post(ctx, "collect", pathSegments, body)
 }
 
-// jsonOptions are protojson's defaults: lowerCamelCase names, enum names,
-// zero values left out, as the OAP's JSON parser reads them.
-var jsonOptions = protojson.MarshalOptions{}
+// jsonOptions write lowerCamelCase names and enum names, as the OAP's JSON
+// parser reads them, and zero values too: an Entry span says
+// "spanType":"Entry" and span 0 says "spanId":0 rather than leaving the
+// reader to know the defaults.
+var jsonOptions = protojson.MarshalOptions{EmitDefaultValues: true}
 
 // appendSegmentsJSON appends the segments to dst as a JSON array of their
 // protobuf-JSON forms, the body /v3/segments expects.
