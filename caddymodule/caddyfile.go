@@ -74,6 +74,8 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //			token     <token>                # placeholders like {env.SW_TOKEN} work
 //			keepalive <duration>             # default 60s
 //			tls [ca <file>] [cert <file> key <file>] [server_name <name>] [insecure_skip_verify]
+//			header <name> <value>            # http(s):// urls only
+//			use_env_proxy
 //			batch_size / flush_interval / queue_size / queue_bytes / drop / timeout /
 //			max_retry_time / flush_timeout   # as for zipkin
 //		}

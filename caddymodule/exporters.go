@@ -50,11 +50,12 @@ type ExporterConfig struct {
 	FlushTimeout caddy.Duration `json:"flush_timeout,omitempty"`
 	// Compression is gzip or none (default) for HTTP exporters.
 	Compression string `json:"compression,omitempty"`
-	// Headers are added to every request an HTTP exporter sends, e.g. an
-	// authorization header. Placeholders such as {env.ZIPKIN_TOKEN} are
+	// Headers are added to every request an HTTP exporter sends (zipkin, and
+	// skywalking with an http(s):// url), e.g. an authorization header. Placeholders such as {env.ZIPKIN_TOKEN} are
 	// replaced at load time.
 	Headers map[string]string `json:"headers,omitempty"`
-	// UseEnvProxy sends through the proxy of HTTP_PROXY/HTTPS_PROXY/NO_PROXY.
+	// UseEnvProxy sends through the proxy of HTTP_PROXY/HTTPS_PROXY/NO_PROXY
+	// (zipkin and skywalking).
 	// Default: straight to the collector, whatever the environment says.
 	UseEnvProxy bool `json:"use_env_proxy,omitempty"`
 
@@ -121,8 +122,11 @@ func (ec *ExporterConfig) validate() error {
 	if ec.Type != exporterSkyWalking && (ec.Token != "" || ec.KeepAlive != 0 || ec.Instance != "") {
 		return fmt.Errorf("exporter %s: instance, token and keepalive are SkyWalking options", ec.Type)
 	}
-	if ec.Type != exporterZipkin && (len(ec.Headers) > 0 || ec.UseEnvProxy || ec.Compression == "gzip") {
-		return fmt.Errorf("exporter %s: header, use_env_proxy and compression are options of the zipkin exporter", ec.Type)
+	if ec.Type == exporterLog && (len(ec.Headers) > 0 || ec.UseEnvProxy || ec.Compression == "gzip") {
+		return fmt.Errorf("exporter log: header, use_env_proxy and compression are options of network exporters")
+	}
+	if ec.Type == exporterSkyWalking && ec.Compression == "gzip" {
+		return fmt.Errorf("exporter skywalking: compression is an option of the zipkin exporter")
 	}
 	if ec.Type == exporterLog && ec.TLS != nil {
 		return fmt.Errorf("exporter log: tls is an option of network exporters")
@@ -185,15 +189,22 @@ func (ec *ExporterConfig) newExporter(h *Handler) (exporter.Exporter, error) {
 		return zipkin.New(cfg)
 	case exporterSkyWalking:
 		cfg := skywalking.Config{
-			Address:   ec.URL,
-			Service:   h.ServiceName,
-			Instance:  h.Instance,
-			Token:     repl.ReplaceAll(ec.Token, ""),
-			KeepAlive: time.Duration(ec.KeepAlive),
-			Version:   Version,
+			Address:     ec.URL,
+			Service:     h.ServiceName,
+			Instance:    h.Instance,
+			Token:       repl.ReplaceAll(ec.Token, ""),
+			KeepAlive:   time.Duration(ec.KeepAlive),
+			Version:     Version,
+			UseEnvProxy: ec.UseEnvProxy,
 			OnError: func(err error) {
 				backgroundLogger().Warn("skywalking", zap.String("exporter", ec.displayName()), zap.Error(err))
 			},
+		}
+		if len(ec.Headers) > 0 {
+			cfg.Headers = make(map[string]string, len(ec.Headers))
+			for k, v := range ec.Headers {
+				cfg.Headers[k] = repl.ReplaceAll(v, "")
+			}
 		}
 		if t := ec.TLS; t != nil {
 			cfg.TLS = &skywalking.TLSConfig{CA: t.CA, Cert: t.Cert, Key: t.Key, ServerName: t.ServerName, InsecureSkipVerify: t.InsecureSkipVerify}

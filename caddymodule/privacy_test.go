@@ -70,8 +70,10 @@ func TestBadPrivacyAndExporterOptions(t *testing.T) {
 	for _, tc := range []struct{ name, json, want string }{
 		{"bad header name", `{"record_request_headers":["X Bad"]}`, `record_request_headers: "X Bad" is not a valid header name`},
 		{"negative tag length", `{"max_tag_length":-1}`, "max_tag_length must not be negative"},
-		{"headers on log", `{"exporters":[{"type":"log","headers":{"A":"b"}}]}`, "header, use_env_proxy and compression are options of the zipkin exporter"},
+		{"headers on log", `{"exporters":[{"type":"log","headers":{"A":"b"}}]}`, "header, use_env_proxy and compression are options of network exporters"},
 		{"bad zipkin header", `{"exporters":[{"type":"zipkin","url":"http://h/api/v2/spans","headers":{"X Bad":"v"}}]}`, `zipkin header name "X Bad"`},
+		{"headers on skywalking grpc", `{"exporters":[{"type":"skywalking","url":"grpc://127.0.0.1:1","headers":{"A":"b"}}]}`, "skywalking headers need an http(s):// url"},
+		{"gzip on skywalking", `{"exporters":[{"type":"skywalking","url":"http://127.0.0.1:1","compression":"gzip"}]}`, "compression is an option of the zipkin exporter"},
 		{"tls on log", `{"exporters":[{"type":"log","tls":{"ca":"x"}}]}`, "tls is an option of network exporters"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

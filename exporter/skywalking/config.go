@@ -47,6 +47,13 @@ type Config struct {
 	// Version is the tracingproxy version, reported as the instance
 	// property "tracingproxy.version".
 	Version string
+	// Headers are added to every request of the HTTP transport (an
+	// http:// or https:// address). They cannot override Content-Type,
+	// Authentication or b3, which the exporter sets.
+	Headers map[string]string
+	// UseEnvProxy sends through the proxy of HTTP_PROXY, HTTPS_PROXY and
+	// NO_PROXY (both transports). Default: straight to the collector.
+	UseEnvProxy bool
 	// OnError, if set, is called with every failed instance registration or
 	// keepAlive. Export errors are returned, not reported here. It is called
 	// from a background goroutine and must not block.
@@ -123,6 +130,14 @@ func (c *Config) validate() (endpoint, error) {
 	ep, err := parseAddress(c.Address)
 	if err != nil {
 		return endpoint{}, err
+	}
+	if len(c.Headers) > 0 && ep.proto != protoHTTP {
+		return endpoint{}, fmt.Errorf("skywalking headers need an http(s):// url, got %q", c.Address)
+	}
+	for k, v := range c.Headers {
+		if k == "" || strings.ContainsAny(k, " \t\r\n:") || strings.ContainsAny(v, "\r\n\x00") {
+			return endpoint{}, fmt.Errorf("skywalking header %q: not a valid header name and value", k)
+		}
 	}
 	switch {
 	case c.Service == "":

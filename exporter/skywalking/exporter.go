@@ -65,9 +65,9 @@ func New(cfg Config) (*Exporter, error) {
 	var t transport
 	switch ep.proto {
 	case protoGRPC:
-		t, err = newGRPC(ep.target, ep.tls || cfg.TLS != nil, cfg.TLS, cfg.Token, cfg.Version)
+		t, err = newGRPC(ep.target, ep.tls || cfg.TLS != nil, cfg.TLS, cfg.Token, cfg.Version, cfg.UseEnvProxy)
 	default:
-		t, err = newHTTP(ep.target, cfg.TLS, cfg.Token, cfg.Version)
+		t, err = newHTTP(ep.target, cfg.TLS, cfg.Token, cfg.Version, cfg.Headers, cfg.UseEnvProxy)
 	}
 	if err != nil {
 		return nil, err

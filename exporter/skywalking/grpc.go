@@ -44,7 +44,7 @@ type grpcTransport struct {
 	token string
 }
 
-func newGRPC(target string, useTLS bool, tc *TLSConfig, token, version string) (*grpcTransport, error) {
+func newGRPC(target string, useTLS bool, tc *TLSConfig, token, version string, useEnvProxy bool) (*grpcTransport, error) {
 	creds := insecure.NewCredentials()
 	if useTLS {
 		cfg, err := tlsConfig(tc)
@@ -57,11 +57,15 @@ func newGRPC(target string, useTLS bool, tc *TLSConfig, token, version string) (
 	if version != "" {
 		ua += "/" + version
 	}
-	conn, err := grpc.NewClient(target,
+	opts := []grpc.DialOption{
 		grpc.WithTransportCredentials(creds),
 		grpc.WithConnectParams(connectBackoff),
 		grpc.WithUserAgent(ua),
-	)
+	}
+	if !useEnvProxy {
+		opts = append(opts, grpc.WithNoProxy())
+	}
+	conn, err := grpc.NewClient(target, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("skywalking url: %w", err)
 	}

@@ -38,11 +38,15 @@ type httpTransport struct {
 	base      string
 	token     string
 	userAgent string
-	buf       []byte // the segments body, reused between collects
+	header    http.Header // configured headers
+	buf       []byte      // the segments body, reused between collects
 }
 
-func newHTTP(base string, tc *TLSConfig, token, version string) (*httpTransport, error) {
+func newHTTP(base string, tc *TLSConfig, token, version string, headers map[string]string, useEnvProxy bool) (*httpTransport, error) {
 	rt := http.DefaultTransport.(*http.Transport).Clone()
+	if !useEnvProxy {
+		rt.Proxy = nil
+	}
 	if tc != nil {
 		cfg, err := tlsConfig(tc)
 		if err != nil {
@@ -54,11 +58,16 @@ func newHTTP(base string, tc *TLSConfig, token, version string) (*httpTransport,
 	if version != "" {
 		ua += "/" + version
 	}
+	hdr := make(http.Header, len(headers))
+	for k, v := range headers {
+		hdr.Set(k, v)
+	}
 	return &httpTransport{
 		client:    &http.Client{Transport: rt},
 		base:      base,
 		token:     token,
 		userAgent: ua,
+		header:    hdr,
 	}, nil
 }
 
@@ -124,6 +133,9 @@ func (h *httpTransport) post(ctx context.Context, op, path string, body []byte) 
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, h.base+path, bytes.NewReader(body))
 	if err != nil {
 		return fmt.Errorf("skywalking %s: %w", op, err)
+	}
+	for k, v := range h.header {
+		req.Header[k] = v
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("User-Agent", h.userAgent)

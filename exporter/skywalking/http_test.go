@@ -211,3 +211,25 @@ func TestHTTPShutdownLeaksNoGoroutine(t *testing.T) {
 		return runtime.NumGoroutine() <= base
 	})
 }
+
+// TestHTTPHeaders sends configured headers with every request, never in place
+// of the exporter's own, and refuses them on a gRPC address.
+func TestHTTPHeaders(t *testing.T) {
+	c := swtest.NewHTTPCollector(t)
+	e := newExporter(t, Config{Address: c.URL(), KeepAlive: -1, Token: "tok",
+		Headers: map[string]string{"X-Tenant": "gold", "B3": "1", "Authentication": "not-the-token"}})
+	if err := export(e, 5*time.Second, testRecord()); err != nil {
+		t.Fatal(err)
+	}
+	hs := c.Headers()
+	if len(hs) == 0 {
+		t.Fatal("the collector saw no request")
+	}
+	h := hs[len(hs)-1]
+	if h.Get("X-Tenant") != "gold" || h.Get("B3") != "0" || h.Get("Authentication") != "tok" {
+		t.Errorf("headers %v: want X-Tenant gold, b3 0 and the token", h)
+	}
+	if _, err := New(Config{Address: "grpc://127.0.0.1:11800", Service: "s", Instance: "i", Headers: map[string]string{"A": "b"}}); err == nil {
+		t.Error("headers were accepted on a gRPC address")
+	}
+}
