@@ -35,14 +35,15 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //			baggage <header-prefix...>       # in-house baggage headers carried across formats
 //			custom  trace_id <hdr> [span_id <hdr>] [parent_id <hdr>] [sampled <hdr>] [uuid]
 //			request_id [header <name>] [generate]
-//			trust   all | none | <cidr...>   # whose trace headers to believe; default all
+//			trust   all | none | private_ranges | <cidr-or-ip...>   # whose trace headers to believe; default all
 //		}
 //		sample_ratio <0..1>                  # for new traces; default 1
 //		sampler {
 //			ratio               <0..1>       # new traces (same as sample_ratio)
 //			parent              respect|ignore   # default respect
 //			max_per_second      <n>          # cap on head-sampled new traces
-//			rule [method <m...>] [host <h...>] [path <glob...>] [header <name> <value>] always|never|ratio <r>
+//			rule [method <m...>] [host <h...>] [path <glob...>] [header <name> <value>] always|never|ratio <r> [override_parent]
+//			                                 # new traces only, unless override_parent; first match wins
 //			keep_errors                      # export 5xx and upstream failures anyway
 //			keep_slower_than    <duration>   # export slow requests anyway
 //			keep_max_per_second <n>          # cap on kept requests; default 10
@@ -50,11 +51,11 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //		}
 //		response_headers [server_timing] [traceresponse] [trace_id <header-name>]
 //		                 [trace_url <header-name> <template>] [to_untrusted]
-//		upstream_address <host:port>         # sw8 target address; default: last dialled upstream
+//		upstream_address <host:port>         # sw8 target address; default: last dialled upstream (the request's Host before)
 //		record_query                         # tag http.query; default off (queries carry secrets)
 //		record_request_headers  <header...>  # tags http.request.header.<name>; default none
 //		record_response_headers <header...>  # tags http.response.header.<name>; default none
-//		max_tag_length <n>                   # cap on tag values from the request; default 256
+//		max_tag_length <n>                   # cap on tag values from the request or response; default 256
 //		exporter zipkin <url> {
 //			batch_size     <n>               # default 512
 //			flush_interval <duration>        # default 1s
@@ -69,7 +70,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //			use_env_proxy                    # honour HTTP(S)_PROXY; default: direct
 //			tls [ca <file>] [cert <file> key <file>] [server_name <name>] [insecure_skip_verify]
 //		}
-//		exporter skywalking <grpc://host:11800 | http://host:12800> {
+//		exporter skywalking <grpc[s]://host:11800 | http[s]://host:12800> {
 //			instance  <name>                 # default: the handler's instance
 //			token     <token>                # placeholders like {env.SW_TOKEN} work
 //			keepalive <duration>             # default 60s
@@ -331,11 +332,15 @@ func parseSampler(d *caddyfile.Dispenser) (*SamplerConfig, error) {
 }
 
 // parseRule reads: rule [method <m...>] [host <h...>] [path <glob...>]
-// [header <name> <value>] always|never|ratio <r>
+// [header <name> <value>] always|never|ratio <r> [override_parent]
 func parseRule(d *caddyfile.Dispenser) (*SamplingRule, error) {
 	r := new(SamplingRule)
 	args := d.RemainingArgs()
 	var list *[]string
+	if n := len(args); n > 0 && args[n-1] == "override_parent" {
+		r.OverrideParent = true
+		args = args[:n-1]
+	}
 	for i := 0; i < len(args); i++ {
 		switch a := args[i]; a {
 		case "method":

@@ -51,6 +51,11 @@ type SamplingRule struct {
 	Sample string `json:"sample"`
 	// Ratio is the fraction sampled when Sample is ratio.
 	Ratio float64 `json:"ratio,omitempty"`
+	// OverrideParent applies the rule to requests that continue a caller's
+	// trace too: by default rules decide new traces only and a caller's
+	// sampled or not-sampled flag is followed. A caller's debug flag and a
+	// trusted force header still win.
+	OverrideParent bool `json:"override_parent,omitempty"`
 }
 
 const defaultKeepMaxPerSecond = 10
@@ -113,7 +118,7 @@ func (h *Handler) buildSampler() (sampler.Sampler, keepPolicy, error) {
 		for i, rc := range sc.Rules {
 			r, err := sampler.NewRule(sampler.RuleSpec{
 				Methods: rc.Methods, Hosts: rc.Hosts, Paths: rc.Paths, Headers: rc.Headers,
-				Sample: rc.Sample, Ratio: rc.Ratio,
+				Sample: rc.Sample, Ratio: rc.Ratio, OverrideParent: rc.OverrideParent,
 			})
 			if err != nil {
 				return nil, keepPolicy{}, fmt.Errorf("sampler rule %d: %w", i, err)

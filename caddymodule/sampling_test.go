@@ -1,6 +1,7 @@
 package caddymodule
 
 import (
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -176,4 +177,42 @@ func TestBadSamplerConfigIsRefused(t *testing.T) {
 			}
 		})
 	}
+}
+
+// A rule decides new traces only, unless it says override_parent.
+func TestRuleOverrideParent(t *testing.T) {
+	const sampledCaller = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+	for _, tc := range []struct {
+		rule    string
+		sampled bool
+	}{
+		{"rule path /health never", true},
+		{"rule path /health never override_parent", false},
+	} {
+		h, err := provision(t, fmt.Sprintf(`{"sampler":{"rules":[%s]},"exporters":[{"type":"log"}]}`, ruleJSON(t, tc.rule)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ex, err := h.Explain("GET", "/health", "127.0.0.1:1", http.Header{"Traceparent": {sampledCaller}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ex.Sampled != tc.sampled {
+			t.Errorf("%s with a sampled caller: sampled %v, want %v (reason %s)", tc.rule, ex.Sampled, tc.sampled, ex.Reason)
+		}
+	}
+}
+
+// ruleJSON adapts one Caddyfile rule line to its JSON.
+func ruleJSON(t *testing.T, line string) string {
+	t.Helper()
+	var h Handler
+	if err := h.UnmarshalCaddyfile(caddyfile.NewTestDispenser("tracingproxy {\n\tsampler {\n\t\t" + line + "\n\t}\n}")); err != nil {
+		t.Fatal(err)
+	}
+	b, err := json.Marshal(h.Sampler.Rules[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
 }

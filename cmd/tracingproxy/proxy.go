@@ -38,7 +38,7 @@ deployment.
 			cmd.Flags().String("zipkin", "", "Zipkin spans endpoint, e.g. http://127.0.0.1:9411/api/v2/spans")
 			cmd.Flags().String("skywalking", "", "SkyWalking OAP address: grpc://host:11800 or http://host:12800")
 			cmd.Flags().String("sample", "", "Fraction of new traces to sample, 0..1 (default 1)")
-			cmd.Flags().String("extract", "", "Formats read, in precedence order, comma-separated (default w3c,b3)")
+			cmd.Flags().String("extract", "", "Formats read, in precedence order, comma-separated (default w3c,b3,sw8)")
 			cmd.Flags().String("inject", "", "Formats written upstream, comma-separated (default w3c,b3)")
 			cmd.Flags().Bool("response-headers", false, "Tell clients their trace: Server-Timing and X-Trace-Id")
 			cmd.Flags().String("admin", "", "Serve Caddy's admin API (and /metrics) on this address")
