@@ -132,6 +132,9 @@ func TestW3CCallerToZipkin(t *testing.T) {
 		if _, ok := s.Tags["error"]; ok {
 			t.Errorf("%s has an error tag on a 200", *s.Kind)
 		}
+		if *s.Kind == "SERVER" && s.Tags["http.response.size"] != "19" {
+			t.Errorf("SERVER http.response.size %q, want the 19 bytes of the upstream's body", s.Tags["http.response.size"])
+		}
 	}
 	if *client.Timestamp < *server.Timestamp || *client.Timestamp+*client.Duration > *server.Timestamp+*server.Duration {
 		t.Errorf("CLIENT span [%d +%d] not inside SERVER span [%d +%d]", *client.Timestamp, *client.Duration, *server.Timestamp, *server.Duration)

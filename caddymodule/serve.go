@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -368,7 +369,7 @@ type recordBuf struct {
 	reqTags []exporter.Tag // recorded request headers, taken before next
 	rec     exporter.Record
 	clients [1]exporter.Span
-	tags    [7]exporter.Tag
+	tags    [8]exporter.Tag
 }
 
 // record builds the exporter record of a finished request.
@@ -413,6 +414,10 @@ func (h *Handler) record(b *recordBuf, r *http.Request, t *hop, sr *statusRecord
 	n := 3
 	if t.in.Conflict != headers.FormatNone {
 		b.tags[n] = exporter.Tag{Key: "tracingproxy.conflict", Value: t.in.Conflict.String() + ":" + t.in.ConflictTraceID.String()}
+		n++
+	}
+	if sr.bytes > 0 {
+		b.tags[n] = exporter.Tag{Key: "http.response.size", Value: strconv.FormatInt(sr.bytes, 10)}
 		n++
 	}
 	if t.out.RequestID != "" {
@@ -519,6 +524,7 @@ func clientAddress(r *http.Request) string {
 type statusRecorder struct {
 	caddyhttp.ResponseWriterWrapper
 	status int
+	bytes  int64 // response body bytes written
 }
 
 // WriteHeader records the first final status; 101 Switching Protocols is
@@ -530,20 +536,24 @@ func (s *statusRecorder) WriteHeader(code int) {
 	s.ResponseWriterWrapper.WriteHeader(code)
 }
 
-// Write records an implicit 200.
+// Write records an implicit 200 and counts the body bytes.
 func (s *statusRecorder) Write(p []byte) (int, error) {
 	if s.status == 0 {
 		s.status = http.StatusOK
 	}
-	return s.ResponseWriterWrapper.Write(p)
+	n, err := s.ResponseWriterWrapper.Write(p)
+	s.bytes += int64(n)
+	return n, err
 }
 
-// ReadFrom records an implicit 200.
+// ReadFrom records an implicit 200 and counts the body bytes.
 func (s *statusRecorder) ReadFrom(src io.Reader) (int64, error) {
 	if s.status == 0 {
 		s.status = http.StatusOK
 	}
-	return s.ResponseWriterWrapper.ReadFrom(src)
+	n, err := s.ResponseWriterWrapper.ReadFrom(src)
+	s.bytes += n
+	return n, err
 }
 
 // firstIPv4 returns the first non-loopback IPv4 address of the host.
