@@ -125,35 +125,9 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			}
 			for d.NextBlock(1) {
 				switch sub := d.Val(); sub {
-				case "extract":
-					h.Propagation.Extract = d.RemainingArgs()
-					if len(h.Propagation.Extract) == 0 {
-						return d.Errf("propagation extract needs at least one format")
-					}
-				case "inject":
-					h.Propagation.Inject = d.RemainingArgs()
-					if len(h.Propagation.Inject) == 0 {
-						return d.Errf("propagation inject needs at least one format")
-					}
-				case "trust":
-					h.Propagation.Trust = d.RemainingArgs()
-					if len(h.Propagation.Trust) == 0 {
-						return d.Errf("propagation trust needs all, none, or CIDRs")
-					}
-				case "default":
-					h.Propagation.Default = d.RemainingArgs()
-					if len(h.Propagation.Default) == 0 {
-						return d.Errf("propagation default needs at least one format")
-					}
-				case "baggage":
-					h.Propagation.Baggage = d.RemainingArgs()
-					if len(h.Propagation.Baggage) == 0 {
-						return d.Errf("propagation baggage needs at least one header prefix")
-					}
-				case "clear":
-					h.Propagation.Clear = d.RemainingArgs()
-					if len(h.Propagation.Clear) == 0 {
-						return d.Errf("propagation clear needs at least one header name")
+				case "extract", "inject", "trust", "default", "baggage", "clear":
+					if err := listArg(d, sub, h.Propagation); err != nil {
+						return err
 					}
 				case "custom":
 					c, err := parseCustom(d)
@@ -247,6 +221,27 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		default:
 			return d.Errf("unknown tracingproxy option %q (allowed: service_name, instance, propagation, sample_ratio, sampler, response_headers, upstream_address, record_query, record_request_headers, record_response_headers, max_tag_length, exporter)", opt)
 		}
+	}
+	return nil
+}
+
+// listArg reads the arguments of a propagation option that takes a list,
+// refusing an empty one with what the option wants.
+func listArg(d *caddyfile.Dispenser, opt string, p *Propagation) error {
+	lists := map[string]struct {
+		dst  *[]string
+		want string
+	}{
+		"extract": {&p.Extract, "at least one format"},
+		"inject":  {&p.Inject, "at least one format"},
+		"default": {&p.Default, "at least one format"},
+		"trust":   {&p.Trust, "all, none, private_ranges, or CIDRs"},
+		"baggage": {&p.Baggage, "at least one header prefix"},
+		"clear":   {&p.Clear, "at least one header name"},
+	}
+	l := lists[opt]
+	if *l.dst = d.RemainingArgs(); len(*l.dst) == 0 {
+		return d.Errf("propagation %s needs %s", opt, l.want)
 	}
 	return nil
 }
