@@ -19,21 +19,33 @@ import (
 // whom it trusted, what the sampler decided and why, and the exact headers
 // the upstream and the client receive.
 type Explanation struct {
-	Request   http.Header    // the request headers given
-	Format    headers.Format // the format the context came from; FormatNone for a new trace
-	Caller    headers.SpanContext
+	// Request is the request headers given.
+	Request http.Header
+	// Format is the format the context came from; FormatNone for a new
+	// trace.
+	Format headers.Format
+	// Caller is the context extracted from the request.
+	Caller headers.SpanContext
+	// Malformed lists the formats whose headers were invalid, and Err the
+	// first one's error.
 	Malformed headers.FormatSet
 	Err       error
-	Conflict  headers.Format
-	Trusted   bool
-	Sampler   string
-	Sampled   bool
-	Reason    string
-	TraceID   headers.TraceID
-	ServerID  headers.SpanID
-	ClientID  headers.SpanID
-	Upstream  http.Header // the request headers the upstream receives
-	Response  http.Header // the response headers tracingproxy adds
+	// Conflict is a lower-precedence format that named another trace.
+	Conflict headers.Format
+	// Trusted says whether the client may set the trace context.
+	Trusted bool
+	// Sampler describes the sampler; Sampled and Reason are its verdict.
+	Sampler string
+	Sampled bool
+	Reason  string
+	// TraceID is the trace of the hop; ServerID and ClientID its spans.
+	TraceID  headers.TraceID
+	ServerID headers.SpanID
+	ClientID headers.SpanID
+	// Upstream is the request headers the upstream receives.
+	Upstream http.Header
+	// Response is the response headers tracingproxy adds.
+	Response http.Header
 }
 
 // Explain runs the handler's request path on a request with the given

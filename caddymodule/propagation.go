@@ -47,10 +47,15 @@ type Propagation struct {
 
 // CustomHeaders names the headers of the custom format.
 type CustomHeaders struct {
-	TraceID  string `json:"trace_id"`
-	SpanID   string `json:"span_id,omitempty"`
+	// TraceID names the header with the trace id (hex or UUID). Required.
+	TraceID string `json:"trace_id"`
+	// SpanID names the header with the caller's span id (hex).
+	SpanID string `json:"span_id,omitempty"`
+	// ParentID names the header with the caller's parent span id (hex).
 	ParentID string `json:"parent_id,omitempty"`
-	Sampled  string `json:"sampled,omitempty"`
+	// Sampled names the header with the sampling decision (1/0,
+	// true/false).
+	Sampled string `json:"sampled,omitempty"`
 	// UUID writes the trace id as a UUID (8-4-4-4-12) instead of 32 hex.
 	UUID bool `json:"uuid,omitempty"`
 }
