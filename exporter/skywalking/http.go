@@ -27,7 +27,7 @@ type httpTransport struct {
 	client *http.Client
 	own    *http.Transport
 	base   string
-	host   string      // a configured Host header, the requests' host
+	host   string // a configured Host header, the requests' host
 	token  string
 	header http.Header // configured headers and the exporter's own
 	buf    []byte      // the segments body, reused between collects
