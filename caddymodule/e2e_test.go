@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/tracingproxy/tracingproxy/exporter"
+	"github.com/tracingproxy/tracingproxy/exporter/httpexport"
 	"github.com/tracingproxy/tracingproxy/internal/zipkintest"
 )
 
@@ -222,9 +223,14 @@ func TestB3CallerKeepsTraceAcrossFormats(t *testing.T) {
 func queueStats(t *testing.T, target string) exporter.Stats {
 	t.Helper()
 	var st *exporter.Stats
+	// Queues are named by their target's host[:port] only.
+	host := httpexport.Host(target)
+	if host == "" {
+		host = target
+	}
 	queuePool.Range(func(_, v any) bool {
 		pq := v.(*pooledQueue)
-		if strings.HasSuffix(pq.name, target) {
+		if strings.HasSuffix(pq.name, " "+host) {
 			s := pq.q.Stats()
 			st = &s
 			return false

@@ -9,6 +9,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/tracingproxy/tracingproxy/exporter"
+	"github.com/tracingproxy/tracingproxy/exporter/httpexport"
 	"github.com/tracingproxy/tracingproxy/exporter/skywalking"
 	"github.com/tracingproxy/tracingproxy/exporter/zipkin"
 )
@@ -98,11 +99,11 @@ func (ec *ExporterConfig) validate() error {
 	case exporterSkyWalking:
 		u, err := url.Parse(ec.URL)
 		if err != nil || u.Host == "" || (u.Scheme != "grpc" && u.Scheme != "grpcs" && u.Scheme != "http" && u.Scheme != "https") {
-			return fmt.Errorf("exporter skywalking: url must be grpc://host:port or http(s)://host:port, got %q", ec.URL)
+			return fmt.Errorf("exporter skywalking: url must be grpc://host:port or http(s)://host:port, got %q", httpexport.Redact(ec.URL))
 		}
 	case exporterLog:
 		if ec.URL != "" {
-			return fmt.Errorf("exporter log takes no url, got %q", ec.URL)
+			return fmt.Errorf("exporter log takes no url, got %q", httpexport.Redact(ec.URL))
 		}
 	default:
 		return fmt.Errorf("exporter type must be one of zipkin, skywalking, log; got %q", ec.Type)
@@ -142,7 +143,7 @@ func (ec *ExporterConfig) validate() error {
 func checkHTTPURL(s string) error {
 	u, err := url.Parse(s)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return fmt.Errorf("url must be an absolute http(s) URL, got %q", s)
+		return fmt.Errorf("url must be an absolute http(s) URL, got %q", httpexport.Redact(s))
 	}
 	return nil
 }
@@ -170,12 +171,15 @@ func (ec *ExporterConfig) flushTimeout() time.Duration {
 	return defaultFlushTimeout
 }
 
-// displayName names the exporter in logs and metrics: its type and target.
+// displayName names the exporter in logs and metrics: its type and the
+// target's host[:port], never the user info, path or query of its URL,
+// where credentials travel.
 func (ec *ExporterConfig) displayName() string {
-	if ec.URL == "" {
+	host := httpexport.Host(ec.URL)
+	if host == "" {
 		return ec.Type
 	}
-	return ec.Type + " " + ec.URL
+	return ec.Type + " " + host
 }
 
 // newExporter builds the exporter; placeholders in the token are replaced

@@ -19,6 +19,7 @@ import (
 	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/tracingproxy/tracingproxy/exporter"
+	"github.com/tracingproxy/tracingproxy/exporter/httpexport"
 	"github.com/tracingproxy/tracingproxy/internal/zipkintest"
 )
 
@@ -74,7 +75,7 @@ func TestCollectorFaultsNeverHurtTrafficNorHideALoss(t *testing.T) {
 			up := newUpstream(t)
 			f := zipkintest.NewFaultyCollector(t)
 			target := f.URL()
-			name := "zipkin " + target
+			name := "zipkin " + httpexport.Host(target)
 			logFile := startCaddyLogging(t, fmt.Sprintf(`	tracingproxy {
 		exporter zipkin %s {
 			queue_size %d

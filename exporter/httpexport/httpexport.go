@@ -10,6 +10,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"sync"
@@ -262,7 +263,51 @@ func Post(ctx context.Context, client *http.Client, r Request) (*http.Response, 
 		req.Host = r.Host
 	}
 	resp, err := client.Do(req)
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		ue.URL = Redact(ue.URL)
+	}
 	return resp, g.detach, err
+}
+
+// Redact returns the URL with its credentials hidden: the user info and the
+// query (where tokens travel) become "redacted", the fragment is dropped.
+// A string that does not parse as a URL is cut the same way by hand.
+func Redact(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		s, _, cut := strings.Cut(raw, "?")
+		s, _, _ = strings.Cut(s, "#")
+		if cut {
+			s += "?redacted"
+		}
+		if at := strings.LastIndexByte(s, '@'); at >= 0 {
+			start := 0
+			if i := strings.Index(s, "://"); i >= 0 && i < at {
+				start = i + 3
+			}
+			s = s[:start] + "redacted" + s[at:]
+		}
+		return s
+	}
+	if u.User != nil {
+		u.User = url.User("redacted")
+	}
+	if u.RawQuery != "" || u.ForceQuery {
+		u.RawQuery, u.ForceQuery = "redacted", false
+	}
+	u.Fragment, u.RawFragment = "", ""
+	return u.String()
+}
+
+// Host returns the URL's host[:port], the part of it safe to name in logs
+// and metric labels; "" when it does not parse.
+func Host(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return ""
+	}
+	return u.Host
 }
 
 // bodyGuard hands out readers of a reused buffer and cuts them off on

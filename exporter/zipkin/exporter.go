@@ -57,7 +57,7 @@ var _ exporter.Exporter = (*Exporter)(nil)
 func New(cfg Config) (*Exporter, error) {
 	u, err := url.Parse(cfg.URL)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.Opaque != "" {
-		return nil, fmt.Errorf("zipkin url must be an absolute http(s) URL, got %q", cfg.URL)
+		return nil, fmt.Errorf("zipkin url must be an absolute http(s) URL, got %q", httpexport.Redact(cfg.URL))
 	}
 	hdr, host, err := httpexport.Headers("zipkin", cfg.Headers)
 	if err != nil {
