@@ -2,11 +2,14 @@ package caddymodule
 
 import (
 	"strconv"
+	"strings"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+
+	"github.com/tracingproxy/tracingproxy/exporter"
 )
 
 func init() {
@@ -97,6 +100,9 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		case "service_name":
 			if err := oneArg(d, &h.ServiceName); err != nil {
 				return err
+			}
+			if strings.TrimSpace(h.ServiceName) == "" {
+				return d.Errf("service_name must not be empty (omit it for the default %q)", defaultServiceName)
 			}
 		case "instance":
 			if err := oneArg(d, &h.Instance); err != nil {
@@ -423,7 +429,9 @@ func parseExporter(d *caddyfile.Dispenser) (*ExporterConfig, error) {
 		case "batch_size":
 			err = intArg(d, &ec.BatchSize)
 		case "queue_size":
-			err = intArg(d, &ec.QueueSize)
+			if err = intArg(d, &ec.QueueSize); err == nil && ec.QueueSize == 0 {
+				err = d.Errf("queue_size must be at least 1, got 0 (omit it for the default %d)", exporter.DefaultQueueSize)
+			}
 		case "queue_bytes":
 			err = intArg(d, &ec.QueueBytes)
 		case "flush_interval":

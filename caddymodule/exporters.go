@@ -1,8 +1,10 @@
 package caddymodule
 
 import (
+	"cmp"
 	"fmt"
 	"net/url"
+	"strings"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -88,12 +90,30 @@ type TLSConfig struct {
 
 const defaultFlushTimeout = 5 * time.Second
 
+// zipkinSpansPath is the Zipkin collector's v2 spans endpoint.
+const zipkinSpansPath = "/api/v2/spans"
+
+// warnings returns what is accepted but likely wrong in the exporter's
+// configuration, for the log at load time.
+func (ec *ExporterConfig) warnings() []string {
+	var w []string
+	if ec.Type == exporterZipkin {
+		if u, err := url.Parse(ec.URL); err == nil && !strings.HasSuffix(u.Path, zipkinSpansPath) {
+			w = append(w, fmt.Sprintf("exporter zipkin: url path %q does not end in %s, where Zipkin collectors take spans", u.Path, zipkinSpansPath))
+		}
+	}
+	return w
+}
+
 // validate checks the exporter's configuration, naming the option at fault.
 func (ec *ExporterConfig) validate() error {
 	switch ec.Type {
 	case exporterZipkin:
 		if err := checkHTTPURL(ec.URL); err != nil {
 			return fmt.Errorf("exporter zipkin: %w", err)
+		}
+		if u, _ := url.Parse(ec.URL); u.Path == "" || u.Path == "/" {
+			return fmt.Errorf("exporter zipkin: url must name the spans endpoint, e.g. %s://%s%s, got %q", u.Scheme, u.Host, zipkinSpansPath, ec.URL)
 		}
 	case exporterSkyWalking:
 		u, err := url.Parse(ec.URL)
@@ -110,6 +130,9 @@ func (ec *ExporterConfig) validate() error {
 	qc := ec.queueConfig()
 	if err := qc.Validate(); err != nil {
 		return fmt.Errorf("exporter %s: %w", ec.Type, err)
+	}
+	if size := cmp.Or(ec.QueueSize, exporter.DefaultQueueSize); ec.BatchSize > size {
+		return fmt.Errorf("exporter %s: batch_size must not exceed queue_size (%d), got %d", ec.Type, size, ec.BatchSize)
 	}
 	switch {
 	case ec.MaxRetryTime < 0:

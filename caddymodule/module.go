@@ -210,10 +210,18 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	}
 	h.metrics = registerMetrics(ctx)
 	h.state = new(handlerState)
+	// Every exporter is checked before the first queue or worker starts.
 	for _, ec := range h.Exporters {
 		if err := ec.validate(); err != nil {
 			return err
 		}
+	}
+	for _, ec := range h.Exporters {
+		for _, w := range ec.warnings() {
+			h.logger.Warn(w)
+		}
+	}
+	for _, ec := range h.Exporters {
 		if ec.Type == exporterSkyWalking {
 			h.segments = true
 		}
