@@ -78,12 +78,13 @@ func init() { register(FormatW3C, func() Codec { return w3cCodec{} }) }
 // 55 characters (after surrounding OWS, which HTTP/1 servers strip anyway); a future version (neither 00 nor ff) may be longer, with a
 // '-' after the flags, and is re-emitted as 00 keeping only the known flags
 // (sampled 0x01, random 0x02). An invalid traceparent makes the format absent
-// and its tracestate is not read. An invalid tracestate (a bad member, a
-// duplicate key, more than 32 members) is dropped whole while the traceparent
-// is kept.
+// and its tracestate is not read. An invalid tracestate (a bad member, more
+// than 32 members) is dropped whole while the traceparent is kept; a
+// tracestate that names a key twice is kept with the first member of that
+// key, the later ones dropped.
 //
 // Extraction allocates nothing, except one string for the joined value when
-// a request carries several non-empty tracestate fields.
+// a request carries several non-empty tracestate fields or a duplicated key.
 type w3cCodec struct{}
 
 // Format returns FormatW3C.
@@ -157,10 +158,21 @@ func parseTraceparent(s string, sc *SpanContext) error {
 // parseTracestate validates the tracestate fields as one list and returns
 // it, or "" when it is absent or invalid. One field is returned as a
 // substring of itself (without leading and trailing OWS and empty members);
-// several non-empty fields are joined into one new string.
+// several non-empty fields are joined into one new string. A list that names
+// a key twice is inherited with the first member of each key: the later
+// duplicates are dropped (one new string).
 func parseTracestate(fields []string) string {
-	if len(fields) == 0 || !validTracestate(fields) {
+	if len(fields) == 0 {
 		return ""
+	}
+	var sc tracestateScan
+	for _, f := range fields {
+		if !sc.scan(f) {
+			return ""
+		}
+	}
+	if sc.dup {
+		return dedupTracestate(fields)
 	}
 	if len(fields) == 1 {
 		return trimTracestate(fields[0])
@@ -192,6 +204,44 @@ func parseTracestate(fields []string) string {
 	return b.String()
 }
 
+// dedupTracestate joins the members of validated tracestate fields with ','
+// keeping only the first member of each key, each without surrounding OWS.
+func dedupTracestate(fields []string) string {
+	var kept [w3cMaxMembers]string
+	n, size := 0, 0
+	for _, f := range fields {
+		for rest := f; rest != ""; {
+			var m string
+			m, rest, _ = strings.Cut(rest, ",")
+			if m = trimOWS(m); m == "" || n == w3cMaxMembers {
+				continue
+			}
+			key, _, _ := strings.Cut(m, "=")
+			seen := false
+			for _, k := range kept[:n] {
+				if k[:strings.IndexByte(k, '=')] == key {
+					seen = true
+					break
+				}
+			}
+			if !seen {
+				kept[n] = m
+				n++
+				size += len(m) + 1
+			}
+		}
+	}
+	var b strings.Builder
+	b.Grow(size)
+	for i, m := range kept[:n] {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString(m)
+	}
+	return b.String()
+}
+
 // trimTracestate strips OWS and empty members from both ends of a list.
 func trimTracestate(s string) string {
 	for len(s) > 0 && (s[0] == ' ' || s[0] == '\t' || s[0] == ',') {
@@ -214,37 +264,34 @@ func trimOWS(s string) string {
 	return s
 }
 
-// validTracestate reports whether the fields, joined with ',', form a valid
-// tracestate: at most 32 non-empty members, each a valid key=value, no key
-// twice.
-func validTracestate(fields []string) bool {
-	var keys [w3cMaxMembers]string
-	n := 0
-	for _, f := range fields {
-		if !scanTracestate(f, &keys, &n) {
-			return false
-		}
-	}
-	return true
+// tracestateScan validates the fields of one tracestate, joined with ',',
+// as they are scanned: at most 32 non-empty members, each a valid
+// key=value. It remembers each member's key to notice a key named twice.
+type tracestateScan struct {
+	keys [w3cMaxMembers]string
+	n    int
+	dup  bool
 }
 
-// scanTracestate validates one tracestate field in a single pass, appending
-// its keys to keys[:*n].
+// scan validates one tracestate field in a single pass.
 //
 //	list-member = key "=" value / OWS, members separated by OWS "," OWS
 //	key         = [a-z0-9][a-z0-9_*/@-]{0,255}
 //	value       = 1 to 256 of %x20-7E except "," and "=", not ending in a space
 //
-// A trailing space is OWS before the delimiter, so it is not part of the
-// value. The value must not be empty: the specification's ABNF is
-// 0*255(chr) nblk-chr, and the W3C test suite drops "foo=,bar=3".
-func scanTracestate(f string, keys *[w3cMaxMembers]string, n *int) bool {
+// The key grammar is level 2's: '@' is an ordinary key character anywhere
+// but first (foo@, foo@@bar and a 242-character tenant are keys). A trailing
+// space is OWS before the delimiter, so it is not part of the value. The
+// value must not be empty: the specification's ABNF is 0*255(chr) nblk-chr,
+// and the W3C test suite drops "foo=,bar=3". A duplicated key is not
+// invalid; it sets dup.
+func (sc *tracestateScan) scan(f string) bool {
 	for i := 0; i < len(f); {
 		if c := f[i]; c == ' ' || c == '\t' || c == ',' {
 			i++
 			continue
 		}
-		if *n == w3cMaxMembers || !tracestateKeyFirst[f[i]] {
+		if sc.n == w3cMaxMembers || !tracestateKeyFirst[f[i]] {
 			return false
 		}
 		start := i
@@ -254,9 +301,6 @@ func scanTracestate(f string, keys *[w3cMaxMembers]string, n *int) bool {
 			return false
 		}
 		key := f[start:i]
-		if !multiTenantKeyOK(key) {
-			return false
-		}
 		start = i + 1
 		for i = start; i < len(f) && tracestateValueChar[f[i]]; i++ {
 		}
@@ -273,37 +317,18 @@ func scanTracestate(f string, keys *[w3cMaxMembers]string, n *int) bool {
 		if i < len(f) && f[i] != ',' {
 			return false
 		}
-		for _, k := range keys[:*n] {
-			if k == key {
-				return false
+		if !sc.dup {
+			for _, k := range sc.keys[:sc.n] {
+				if k == key {
+					sc.dup = true
+					break
+				}
 			}
 		}
-		keys[*n] = key
-		*n++
+		sc.keys[sc.n] = key
+		sc.n++
 	}
 	return true
-}
-
-// Limits of a multi-tenant key, tenant@system (W3C Trace Context level 1).
-const (
-	w3cMaxTenant = 241
-	w3cMaxSystem = 14
-)
-
-// multiTenantKeyOK applies level 1's tenant@system rules to a key that holds
-// '@': one '@', a tenant of 1 to 241 characters, and a system of 1 to 14 that
-// starts with a letter. Level 2's grammar makes '@' an ordinary key character,
-// but the W3C conformance suite still drops these keys, and no tracing system
-// writes them; keeping level 1's rule here passes the suite while every key
-// without '@' follows level 2.
-func multiTenantKeyOK(key string) bool {
-	at := strings.IndexByte(key, '@')
-	if at < 0 {
-		return true
-	}
-	system := key[at+1:]
-	return at >= 1 && at <= w3cMaxTenant && len(system) >= 1 && len(system) <= w3cMaxSystem &&
-		system[0] >= 'a' && system[0] <= 'z' && strings.IndexByte(system, '@') < 0
 }
 
 // Byte classes of the tracestate grammar.

@@ -230,6 +230,7 @@ func TestTracestateKeyGrammar(t *testing.T) {
 		"256 chars":         "a" + strings.Repeat("b", 255),
 		"long multi-tenant": strings.Repeat("t", 240) + "@" + strings.Repeat("s", 14),
 		"single char":       "z",
+		"two at signs":      "a@b@c",
 	}
 	for name, key := range valid {
 		t.Run("valid "+name, func(t *testing.T) {
@@ -240,7 +241,6 @@ func TestTracestateKeyGrammar(t *testing.T) {
 		})
 	}
 	invalid := map[string]string{
-		"two at signs":       "a@b@c",
 		"empty":              "",
 		"uppercase":          "Congo",
 		"uppercase tail":     "congO",
@@ -315,22 +315,47 @@ func TestTracestateTrailingSpaceIsOWS(t *testing.T) {
 	}
 }
 
+// A tracestate that names a key twice is inherited, not discarded: the
+// first member of each key is kept and the later ones are dropped.
 func TestTracestateDuplicateKeys(t *testing.T) {
-	tests := map[string][]string{
-		"same field":        {"a=1,b=2,a=3"},
-		"same value too":    {"a=1,a=1"},
-		"across fields":     {"a=1,b=2", "c=3,b=4"},
-		"multi-tenant keys": {"t@v=1,x=2,t@v=3"},
+	t.Parallel()
+	tests := map[string]struct {
+		fields []string
+		want   string
+	}{
+		"same field":                 {[]string{"a=1,b=2,a=3"}, "a=1,b=2"},
+		"same value too":             {[]string{"a=1,a=1"}, "a=1"},
+		"across fields":              {[]string{"a=1,b=2", "c=3,b=4"}, "a=1,b=2,c=3"},
+		"across fields same value":   {[]string{"foo=1", "foo=1"}, "foo=1"},
+		"key with at signs":          {[]string{"t@v=1,x=2,t@v=3"}, "t@v=1,x=2"},
+		"three times, OWS trimmed":   {[]string{" a=1 , b=2 ,a=3,	a=4 "}, "a=1,b=2"},
+		"empty members dropped":      {[]string{"a=1,,a=2,,b=3"}, "a=1,b=3"},
+		"prefix keys are distinct":   {[]string{"a=1,a1=1,t@a=1,a=9"}, "a=1,a1=1,t@a=1"},
+		"invalid member still drops": {[]string{"a=1,a=2,B=3"}, ""},
 	}
-	for name, fields := range tests {
+	for name, tt := range tests {
 		t.Run(name, func(t *testing.T) {
-			if got := extractTracestate(t, fields...); got != "" {
-				t.Errorf("tracestate with a duplicate key kept as %q", got)
+			t.Parallel()
+			if got := extractTracestate(t, tt.fields...); got != tt.want {
+				t.Errorf("tracestate %q kept as %q, want %q", tt.fields, got, tt.want)
 			}
 		})
 	}
 	if got := extractTracestate(t, "a=1,a1=1,t@a=1"); got != "a=1,a1=1,t@a=1" {
-		t.Errorf("distinct keys sharing a prefix dropped: %q", got)
+		t.Errorf("distinct keys sharing a prefix changed: %q", got)
+	}
+}
+
+// Duplicates count toward the 32-member limit: they are list-members of
+// what the caller sent.
+func TestTracestateDuplicatesCountTowardLimit(t *testing.T) {
+	t.Parallel()
+	m := tsMembers(32)
+	if got := extractTracestate(t, strings.Join(m, ",")+",k0=v"); got != "" {
+		t.Errorf("33 members with one duplicate: kept %q, want dropped", got)
+	}
+	if got := extractTracestate(t, strings.Join(m[:31], ",")+",k0=w"); got != strings.Join(m[:31], ",") {
+		t.Errorf("32 members with one duplicate: kept %q", got)
 	}
 }
 
@@ -617,19 +642,18 @@ func TestW3CFields(t *testing.T) {
 func TestW3CExtractAllocs(t *testing.T) {
 	long := strings.Join(tsMembers(32), ",")
 	tests := map[string]http.Header{
-		"valid":                    hdrWB("traceparent", w3cTestParent),
-		"valid with tracestate":    hdrWB("traceparent", w3cTestParent, "tracestate", " rojo=00f067aa0ba902b7, congo=t61rcWkgMzE "),
-		"valid with 32 members":    hdrWB("traceparent", w3cTestParent, "tracestate", long),
-		"valid, invalid state":     hdrWB("traceparent", w3cTestParent, "tracestate", "A=1"),
-		"future version":           hdrWB("traceparent", "01-"+w3cTestTraceID+"-"+w3cTestSpanID+"-01-x"),
-		"missing":                  hdrWB("x-other", "1"),
-		"bogus":                    hdrWB("traceparent", "bogus", "tracestate", "a=1"),
-		"zero trace id":            hdrWB("traceparent", "00-00000000000000000000000000000000-"+w3cTestSpanID+"-01"),
-		"two traceparent fields":   hdrWB("traceparent", w3cTestParent, "traceparent", w3cTestParent),
-		"uppercase":                hdrWB("traceparent", strings.ToUpper(w3cTestParent)),
-		"version 00 extra data":    hdrWB("traceparent", w3cTestParent+"-x"),
-		"tracestate without ids":   hdrWB("tracestate", "a=1"),
-		"duplicate tracestate key": hdrWB("traceparent", w3cTestParent, "tracestate", "a=1,a=2"),
+		"valid":                  hdrWB("traceparent", w3cTestParent),
+		"valid with tracestate":  hdrWB("traceparent", w3cTestParent, "tracestate", " rojo=00f067aa0ba902b7, congo=t61rcWkgMzE "),
+		"valid with 32 members":  hdrWB("traceparent", w3cTestParent, "tracestate", long),
+		"valid, invalid state":   hdrWB("traceparent", w3cTestParent, "tracestate", "A=1"),
+		"future version":         hdrWB("traceparent", "01-"+w3cTestTraceID+"-"+w3cTestSpanID+"-01-x"),
+		"missing":                hdrWB("x-other", "1"),
+		"bogus":                  hdrWB("traceparent", "bogus", "tracestate", "a=1"),
+		"zero trace id":          hdrWB("traceparent", "00-00000000000000000000000000000000-"+w3cTestSpanID+"-01"),
+		"two traceparent fields": hdrWB("traceparent", w3cTestParent, "traceparent", w3cTestParent),
+		"uppercase":              hdrWB("traceparent", strings.ToUpper(w3cTestParent)),
+		"version 00 extra data":  hdrWB("traceparent", w3cTestParent+"-x"),
+		"tracestate without ids": hdrWB("tracestate", "a=1"),
 	}
 	c := w3cCodec{}
 	for name, h := range tests {
@@ -645,6 +669,11 @@ func TestW3CExtractAllocs(t *testing.T) {
 	var sc SpanContext
 	if n := testing.AllocsPerRun(100, func() { _ = c.Extract(h, &sc) }); n > 1 {
 		t.Errorf("Extract with two tracestate fields allocated %v times, want at most 1", n)
+	}
+	// A duplicated key rebuilds the list without it: one allocation.
+	h = hdrWB("traceparent", w3cTestParent, "tracestate", "a=1,b=2,a=2")
+	if n := testing.AllocsPerRun(100, func() { _ = c.Extract(h, &sc) }); n > 1 {
+		t.Errorf("Extract with a duplicated tracestate key allocated %v times, want at most 1", n)
 	}
 }
 
@@ -766,8 +795,13 @@ func TestW3COpenTelemetryDisagreements(t *testing.T) {
 		},
 		{
 			name: "two at signs in a key", h: hdrWB("traceparent", "00-"+ids+"-01", "tracestate", "a@b@c=1"),
-			otelValid: true, otelState: "", oursState: "",
-			specReasons: "level 2 would allow it, but the W3C suite drops keys with more than one '@' (see TestW3CMultiTenantKeys); otel agrees",
+			otelValid: true, otelState: "", oursState: "a@b@c=1",
+			specReasons: "level-2 key grammar: '@' is a key character anywhere but first (W3C suite at main, see TestTracestateLevel2AtKeys); otel uses level 1's tenant@system",
+		},
+		{
+			name: "duplicated key", h: hdrWB("traceparent", "00-"+ids+"-01", "tracestate", "a=1,b=2,a=3"),
+			otelValid: true, otelState: "", oursState: "a=1,b=2",
+			specReasons: "a duplicated key is inherited with one member kept (W3C suite test_tracestate_duplicated_keys); otel drops the whole tracestate",
 		},
 		{
 			name: "multiple tracestate fields", h: hdrWB("traceparent", "00-"+ids+"-01", "tracestate", "a=1", "tracestate", "b=2"),
@@ -871,10 +905,10 @@ func TestW3CConformanceVectors(t *testing.T) {
 		{"tracestate empty second", with("foo=1", ""), true, "foo=1"},
 		{"tracestate empty first", with("", "foo=1"), true, "foo=1"},
 		{"tracestate combined", with("foo=1,bar=2", "rojo=1,congo=2", "baz=3"), true, "foo=1,bar=2,rojo=1,congo=2,baz=3"},
-		{"duplicated same value", with("foo=1,foo=1"), true, ""},
-		{"duplicated other value", with("foo=1,foo=2"), true, ""},
-		{"duplicated across fields", with("foo=1", "foo=1"), true, ""},
-		{"duplicated across fields other value", with("foo=1", "foo=2"), true, ""},
+		{"duplicated same value", with("foo=1,foo=1"), true, "foo=1"},
+		{"duplicated other value", with("foo=1,foo=2"), true, "foo=1"},
+		{"duplicated across fields", with("foo=1", "foo=1"), true, "foo=1"},
+		{"duplicated across fields other value", with("foo=1", "foo=2"), true, "foo=1"},
 		{"all allowed characters", with(keyNoVendor + "=" + value.String()), true, keyNoVendor + "=" + value.String()},
 		{"all allowed characters with vendor", with(keyNoVendor + "@a-z0-9_-*/=" + value.String()), true, keyNoVendor + "@a-z0-9_-*/=" + value.String()},
 		{"OWS around delimiters", with("foo=1 \t , \t bar=2, \t baz=3"), true, "foo=1 \t , \t bar=2, \t baz=3"},
@@ -895,6 +929,11 @@ func TestW3CConformanceVectors(t *testing.T) {
 		{"key of 257", with("foo=1", strings.Repeat("z", 257)+"=1"), true, ""},
 		{"tenant 241 system 14", with("foo=1", strings.Repeat("t", 241)+"@"+strings.Repeat("v", 14)+"=1"), true,
 			"foo=1," + strings.Repeat("t", 241) + "@" + strings.Repeat("v", 14) + "=1"},
+		{"tenant 242 system 1", with("foo=1", strings.Repeat("t", 242)+"@v=1"), true, "foo=1," + strings.Repeat("t", 242) + "@v=1"},
+		{"tenant 1 system 15", with("foo=1", "t@"+strings.Repeat("v", 15)+"=1"), true, "foo=1,t@" + strings.Repeat("v", 15) + "=1"},
+		{"key ending with at", with("foo@=1,bar=2"), true, "foo@=1,bar=2"},
+		{"key with two adjacent ats", with("foo@@bar=1,bar=2"), true, "foo@@bar=1,bar=2"},
+		{"key with two ats", with("foo@bar@baz=1,bar=2"), true, "foo@bar@baz=1,bar=2"},
 		{"value with equals", with("foo=bar=baz"), true, ""},
 		{"empty value", with("foo=,bar=3"), true, ""},
 	}
@@ -914,37 +953,46 @@ func TestW3CConformanceVectors(t *testing.T) {
 	}
 }
 
-// TestW3CMultiTenantKeys pins the keys the W3C test suite
-// (test_tracestate_key_illegal_vendor_format, test_tracestate_key_length_limit)
-// rejects by the level-1 tenant@system grammar. Level 2's ABNF makes '@' an
-// ordinary key character and would accept them; we follow the suite for keys
-// that hold '@' (the conformance harness must pass) and level 2 for the rest.
-func TestW3CMultiTenantKeys(t *testing.T) {
-	invalid := []string{
-		"foo@",
-		"@foo",
-		"foo@@bar",
-		"foo@bar@baz",
-		strings.Repeat("t", 242) + "@v",
-		"t@" + strings.Repeat("v", 15),
-		"t@1sys",
+// TestTracestateLevel2AtKeys pins level 2's key grammar for keys that hold
+// '@' (w3c/trace-context test_tracestate_key_illegal_vendor_format and
+// test_tracestate_key_length_limit at the harness's main branch): '@' is an
+// ordinary key character anywhere but first, so the level-1 tenant@system
+// limits (241 and 14 characters, one '@', a system starting with a letter)
+// no longer apply; only the 256-character key limit does.
+func TestTracestateLevel2AtKeys(t *testing.T) {
+	t.Parallel()
+	valid := map[string]string{
+		"trailing at":            "foo@",
+		"double at":              "foo@@bar",
+		"two at signs":           "foo@bar@baz",
+		"tenant 241 system 14":   strings.Repeat("t", 241) + "@" + strings.Repeat("v", 14),
+		"tenant 242":             strings.Repeat("t", 242) + "@v",
+		"system 15":              "t@" + strings.Repeat("v", 15),
+		"system starts in digit": "t@1sys",
+		"at at the 256th char":   strings.Repeat("t", 255) + "@",
+		"leading digit":          "0abc",
 	}
-	for _, k := range invalid {
-		if got := extractTracestate(t, k+"=1,bar=2"); got != "" {
-			t.Errorf("key %.20q...: tracestate kept as %q, want it dropped", k, got)
-		}
+	for name, k := range valid {
+		t.Run("valid "+name, func(t *testing.T) {
+			t.Parallel()
+			ts := "foo=1," + k + "=1,bar=2"
+			if got := extractTracestate(t, ts); got != ts {
+				t.Errorf("key %.20q...: tracestate %q, want it kept", k, got)
+			}
+		})
 	}
-	valid := []string{
-		"tenant@sys",
-		"1tenant@s",
-		strings.Repeat("t", 241) + "@v",
-		"t@" + strings.Repeat("v", 14),
-		"0abc", // level 2: a key may start with a digit
+	invalid := map[string]string{
+		"leading at":       "@foo",
+		"only an at":       "@",
+		"257 with an at":   strings.Repeat("t", 256) + "@",
+		"at after a space": "foo @bar",
 	}
-	for _, k := range valid {
-		ts := k + "=1,bar=2"
-		if got := extractTracestate(t, ts); got != ts {
-			t.Errorf("key %.20q...: tracestate %q, want it kept", k, got)
-		}
+	for name, k := range invalid {
+		t.Run("invalid "+name, func(t *testing.T) {
+			t.Parallel()
+			if got := extractTracestate(t, k+"=1,bar=2"); got != "" {
+				t.Errorf("key %.20q...: tracestate kept as %q, want it dropped", k, got)
+			}
+		})
 	}
 }
