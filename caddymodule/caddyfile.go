@@ -60,7 +60,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //			batch_size     <n>               # default 512
 //			flush_interval <duration>        # default 1s
 //			queue_size     <n>               # default 8192
-//			queue_bytes    <n>               # default: no byte bound
+//			queue_bytes    <n>               # default 33554432 (32 MiB)
 //			drop           oldest|newest     # default oldest
 //			timeout        <duration>        # per export attempt; default 5s
 //			max_retry_time <duration>        # default 60s

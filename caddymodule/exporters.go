@@ -39,8 +39,10 @@ type ExporterConfig struct {
 	// QueueSize bounds the records waiting to be exported; beyond it
 	// records are dropped and counted. Default: 8192.
 	QueueSize int `json:"queue_size,omitempty"`
-	// QueueBytes bounds the estimated bytes waiting. Default: no bound
-	// beyond queue_size.
+	// QueueBytes bounds the estimated bytes waiting (each record's
+	// estimate counts its names, tags and ids). Default: 32 MiB
+	// (exporter.DefaultQueueBytes), so long request lines cannot grow a
+	// queue past the memory a sidecar is given.
 	QueueBytes int `json:"queue_bytes,omitempty"`
 	// Drop chooses what a full queue drops: oldest (default) or newest.
 	Drop string `json:"drop,omitempty"`
@@ -170,9 +172,13 @@ func (ec *ExporterConfig) queueConfig() exporter.QueueConfig {
 	if flush == 0 && ec.Type == exporterMemory {
 		flush = memoryFlushInterval
 	}
+	bytes := ec.QueueBytes
+	if bytes == 0 {
+		bytes = exporter.DefaultQueueBytes
+	}
 	return exporter.QueueConfig{
 		Size:          ec.QueueSize,
-		Bytes:         ec.QueueBytes,
+		Bytes:         bytes,
 		Drop:          ec.Drop,
 		BatchSize:     ec.BatchSize,
 		FlushInterval: flush,

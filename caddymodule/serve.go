@@ -11,6 +11,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
@@ -170,11 +171,43 @@ func (h *Handler) requestHeaderTags(r *http.Request) []exporter.Tag {
 }
 
 // capTag cuts a value taken from the request or response at max_tag_length.
+// A cut value is a copy: a slice would keep the whole request line (or
+// header) alive for as long as the record waits in a queue.
 func (h *Handler) capTag(v string) string {
-	if len(v) > h.MaxTagLength {
-		return v[:h.MaxTagLength]
+	return capCopy(v, h.MaxTagLength)
+}
+
+// capCopy returns s when it fits in n bytes, else a copy of its first n
+// bytes, cut back to a UTF-8 boundary.
+func capCopy(s string, n int) string {
+	if len(s) <= n {
+		return s
 	}
-	return v
+	return strings.Clone(s[:utf8Cut(s, n)])
+}
+
+// utf8Cut returns the largest i <= n with s[:i] not splitting a rune; n when
+// s[:n] ends in bytes that are not UTF-8.
+func utf8Cut(s string, n int) int {
+	for i := n; i > 0 && i > n-utf8.UTFMax; i-- {
+		if utf8.RuneStart(s[i]) {
+			return i
+		}
+	}
+	return n
+}
+
+// spanName is the operation name "<METHOD> <path>", capped at
+// max_tag_length: the path is the client's, and the name waits in the
+// queues with the record.
+func (h *Handler) spanName(method, path string) string {
+	if room := h.MaxTagLength - len(method) - 1; room < len(path) {
+		if room <= 0 {
+			return capCopy(method, h.MaxTagLength)
+		}
+		path = path[:utf8Cut(path, room)]
+	}
+	return method + " " + path
 }
 
 // hop is the trace state of one request.
@@ -235,7 +268,7 @@ func (t *hop) init(h *Handler, in *headers.Result, r *http.Request, p *sampler.P
 		if t.continuing {
 			t.swTraceID = in.SW.TraceID
 		}
-		t.name = r.Method + " " + r.URL.Path
+		t.name = h.spanName(r.Method, r.URL.Path)
 		seg := newSegmentID()
 		// The CLIENT span is our Exit span 1; deriving its id from the
 		// segment lets the next proxy, reading only our sw8, name the same
@@ -247,8 +280,8 @@ func (t *hop) init(h *Handler, in *headers.Result, r *http.Request, p *sampler.P
 			SpanID:    1,
 			Service:   h.ServiceName,
 			Instance:  h.Instance,
-			Endpoint:  capString(t.name, swFieldMax),
-			Address:   capString(h.upstreamAddress(r), swFieldMax),
+			Endpoint:  capCopy(t.name, swFieldMax),
+			Address:   capCopy(h.upstreamAddress(r), swFieldMax),
 		}
 	}
 }
@@ -256,13 +289,6 @@ func (t *hop) init(h *Handler, in *headers.Result, r *http.Request, p *sampler.P
 // swFieldMax bounds the sw8 fields that come from the request (endpoint,
 // address), so the header stays under SkyWalking's 2 KiB whatever the path.
 const swFieldMax = 256
-
-func capString(s string, n int) string {
-	if len(s) > n {
-		return s[:n]
-	}
-	return s
-}
 
 // newSegmentID returns a fresh SkyWalking segment id: 32 random hex digits.
 func newSegmentID() string { return headers.NewTraceID().String() }
@@ -390,7 +416,7 @@ func (h *Handler) record(b *recordBuf, r *http.Request, t *hop, sr *statusRecord
 	status, errText := finalStatus(sr, err)
 
 	if t.name == "" {
-		t.name = t.method + " " + t.path
+		t.name = h.spanName(t.method, t.path)
 	}
 	name := t.name
 	capTag := h.capTag

@@ -45,6 +45,24 @@ var ErrQueueClosed = errors.New("exporter queue is shut down")
 // the Queue drops the batch with reason encode_error.
 var ErrEncode = errors.New("cannot encode batch")
 
+// Queue defaults: a QueueConfig's zero values take these.
+const (
+	DefaultQueueSize     = 8192                   // records waiting in a queue
+	DefaultBatchSize     = 512                    // records handed to one Export
+	DefaultFlushInterval = time.Second            // longest wait for a batch to fill
+	DefaultTimeout       = 5 * time.Second        // one Export attempt
+	DefaultMaxRetryTime  = 60 * time.Second       // retrying one batch
+	DefaultRetryInitial  = 500 * time.Millisecond // first backoff
+	DefaultRetryMax      = 30 * time.Second       // longest backoff
+)
+
+// DefaultQueueBytes is the byte bound (QueueConfig.Bytes) the Caddy module
+// gives a queue when queue_bytes is not set: 32 MiB of estimated record size
+// (Record.Size), so that two exporters' queues, each plus a batch in flight,
+// stay well inside a 256 MiB container whatever the requests carry. The
+// library's own zero Bytes means no byte bound.
+const DefaultQueueBytes = 32 << 20
+
 // QueueConfig sizes a Queue. Zero values take the defaults in brackets.
 type QueueConfig struct {
 	// Size bounds the records waiting in the queue [8192].
@@ -110,7 +128,7 @@ func (c *QueueConfig) Validate() error {
 // by defaults too, so that NewQueue never panics.
 func (c QueueConfig) withDefaults() QueueConfig {
 	if c.Size <= 0 {
-		c.Size = 8192
+		c.Size = DefaultQueueSize
 	}
 	if c.Bytes < 0 {
 		c.Bytes = 0
@@ -119,23 +137,23 @@ func (c QueueConfig) withDefaults() QueueConfig {
 		c.Drop = DropOldest
 	}
 	if c.BatchSize <= 0 {
-		c.BatchSize = 512
+		c.BatchSize = DefaultBatchSize
 	}
 	c.BatchSize = min(c.BatchSize, c.Size)
 	if c.FlushInterval <= 0 {
-		c.FlushInterval = time.Second
+		c.FlushInterval = DefaultFlushInterval
 	}
 	if c.Timeout <= 0 {
-		c.Timeout = 5 * time.Second
+		c.Timeout = DefaultTimeout
 	}
 	if c.MaxRetryTime == 0 {
-		c.MaxRetryTime = 60 * time.Second
+		c.MaxRetryTime = DefaultMaxRetryTime
 	}
 	if c.RetryInitial <= 0 {
-		c.RetryInitial = 500 * time.Millisecond
+		c.RetryInitial = DefaultRetryInitial
 	}
 	if c.RetryMax <= 0 {
-		c.RetryMax = 30 * time.Second
+		c.RetryMax = DefaultRetryMax
 	}
 	c.RetryMax = max(c.RetryMax, c.RetryInitial)
 	return c
