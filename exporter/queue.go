@@ -462,7 +462,7 @@ func (q *Queue) export(batch []*Record) {
 			return
 		}
 		if wait <= 0 {
-			wait = jitter(backoff)
+			wait = Jitter(backoff)
 			backoff = min(backoff*2, q.cfg.RetryMax)
 		}
 		if q.cfg.MaxRetryTime < 0 || q.clk.now().Sub(start)+wait > q.cfg.MaxRetryTime {
@@ -487,8 +487,10 @@ func (q *Queue) attempt(batch []*Record, spans int) error {
 	return err
 }
 
-// jitter returns a duration in [d/2, 3d/2).
-func jitter(d time.Duration) time.Duration {
+// Jitter returns a duration in [d/2, 3d/2), zero for zero: the one spread
+// of every retry backoff and periodic call in the exporters, so a fleet of
+// proxies restarted together does not call its collector in step.
+func Jitter(d time.Duration) time.Duration {
 	if d <= 0 {
 		return d
 	}

@@ -42,7 +42,7 @@ deployment.
 			cmd.Flags().String("skywalking", "", "SkyWalking OAP address: grpc://host:11800 or http://host:12800")
 			cmd.Flags().String("sample", "", "Fraction of new traces to sample, 0..1 (default 1)")
 			cmd.Flags().String("extract", "", "Formats read, in precedence order, comma-separated (default w3c,b3,sw8)")
-			cmd.Flags().String("inject", "", "Formats written upstream, comma-separated (default w3c,b3)")
+			cmd.Flags().String("inject", "", "Formats written upstream, comma-separated (default w3c,b3; w3c,b3,sw8 with --skywalking)")
 			cmd.Flags().Bool("response-headers", false, "Tell clients their trace: Server-Timing and X-Trace-Id")
 			cmd.Flags().String("ui", "", "Serve the trace UI and Zipkin's query API here (default "+defaultUI+" when no exporter is given; off to disable)")
 			cmd.Flags().String("admin", "", "Serve Caddy's admin API (and /metrics) on this address")
@@ -182,13 +182,24 @@ func (o *proxyOptions) caddyfile() (string, error) {
 	if o.service != "" {
 		fmt.Fprintf(&b, "\t\tservice_name %s\n", quote(o.service))
 	}
-	if o.extract != "" || o.inject != "" {
-		b.WriteString("\t\tpropagation {\n")
-		if o.extract != "" {
-			fmt.Fprintf(&b, "\t\t\textract %s\n", formats(o.extract))
+	extract, inject := o.extract, o.inject
+	if o.skywalking != "" {
+		// A SkyWalking agent behind the proxy links its spans to ours only
+		// through sw8: read it and write it unless the flags say otherwise.
+		if extract == "" {
+			extract = "w3c,b3,sw8"
 		}
-		if o.inject != "" {
-			fmt.Fprintf(&b, "\t\t\tinject %s\n", formats(o.inject))
+		if inject == "" {
+			inject = "w3c,b3,sw8"
+		}
+	}
+	if extract != "" || inject != "" {
+		b.WriteString("\t\tpropagation {\n")
+		if extract != "" {
+			fmt.Fprintf(&b, "\t\t\textract %s\n", formats(extract))
+		}
+		if inject != "" {
+			fmt.Fprintf(&b, "\t\t\tinject %s\n", formats(inject))
 		}
 		b.WriteString("\t\t}\n")
 	}

@@ -101,6 +101,28 @@ func TestProxyCommandConfig(t *testing.T) {
 	}
 }
 
+// With a SkyWalking exporter and no --extract/--inject, sw8 is read and
+// written, so a SkyWalking agent behind the proxy joins our trace (issue 13,
+// item 4).
+func TestProxyCommandSkyWalkingInjectsSW8(t *testing.T) {
+	cf, _ := adapt(t, proxyOptions{from: ":8080", to: "127.0.0.1:9000", skywalking: "grpc://127.0.0.1:11800"})
+	for _, want := range []string{"extract w3c b3 sw8", "inject w3c b3 sw8"} {
+		if !strings.Contains(cf, want) {
+			t.Errorf("Caddyfile lacks %q:\n%s", want, cf)
+		}
+	}
+	// An explicit flag still wins.
+	cf, _ = adapt(t, proxyOptions{from: ":8080", to: "127.0.0.1:9000", skywalking: "grpc://127.0.0.1:11800", inject: "w3c"})
+	if !strings.Contains(cf, "inject w3c\n") {
+		t.Errorf("--inject w3c not honoured:\n%s", cf)
+	}
+	// Without SkyWalking the module defaults apply untouched.
+	cf, _ = adapt(t, proxyOptions{from: ":8080", to: "127.0.0.1:9000", zipkin: "http://127.0.0.1:9411/api/v2/spans"})
+	if strings.Contains(cf, "propagation") {
+		t.Errorf("propagation written without SkyWalking or flags:\n%s", cf)
+	}
+}
+
 func TestProxyCommandRefusesBadFlags(t *testing.T) {
 	for _, tc := range []struct {
 		o    proxyOptions
