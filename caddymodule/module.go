@@ -208,7 +208,9 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	}
 
 	if len(h.Exporters) == 0 {
-		h.Exporters = []*ExporterConfig{{Type: exporterLog}}
+		// The default shows what a first run traced two ways: in
+		// tracingproxy_ui (where one is mounted) and on the log.
+		h.Exporters = []*ExporterConfig{{Type: exporterMemory}, {Type: exporterLog}}
 	}
 	h.metrics = registerMetrics(ctx)
 	h.state = new(handlerState)
