@@ -11,6 +11,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/tracingproxy/tracingproxy/exporter"
+	"github.com/tracingproxy/tracingproxy/exporter/memory"
 	"github.com/tracingproxy/tracingproxy/exporter/skywalking"
 	"github.com/tracingproxy/tracingproxy/exporter/zipkin"
 )
@@ -20,11 +21,13 @@ const (
 	exporterZipkin     = "zipkin"
 	exporterSkyWalking = "skywalking"
 	exporterLog        = "log"
+	exporterMemory     = "memory"
 )
 
 // ExporterConfig configures one exporter and its queue.
 type ExporterConfig struct {
-	// Type is zipkin, skywalking or log.
+	// Type is zipkin, skywalking, log or memory (the process's trace store,
+	// read by tracingproxy_ui).
 	Type string `json:"type"`
 	// URL is the backend: for zipkin the spans endpoint, e.g.
 	// http://127.0.0.1:9411/api/v2/spans; for skywalking
@@ -73,6 +76,13 @@ type ExporterConfig struct {
 	KeepAlive caddy.Duration `json:"keepalive,omitempty"`
 	// TLS configures TLS to the backend.
 	TLS *TLSConfig `json:"tls,omitempty"`
+
+	// MaxTraces bounds the traces the memory exporter's store keeps; the
+	// oldest go first. Default: 10000.
+	MaxTraces int `json:"max_traces,omitempty"`
+	// MaxBytes bounds the estimated bytes the memory store keeps. Default:
+	// 64 MiB.
+	MaxBytes int `json:"max_bytes,omitempty"`
 }
 
 // TLSConfig configures TLS from an exporter to its backend.
@@ -120,12 +130,18 @@ func (ec *ExporterConfig) validate() error {
 		if err != nil || u.Host == "" || (u.Scheme != "grpc" && u.Scheme != "grpcs" && u.Scheme != "http" && u.Scheme != "https") {
 			return fmt.Errorf("exporter skywalking: url must be grpc://host:port or http(s)://host:port, got %q", ec.URL)
 		}
-	case exporterLog:
+	case exporterLog, exporterMemory:
 		if ec.URL != "" {
-			return fmt.Errorf("exporter log takes no url, got %q", ec.URL)
+			return fmt.Errorf("exporter %s takes no url, got %q", ec.Type, ec.URL)
 		}
 	default:
-		return fmt.Errorf("exporter type must be one of zipkin, skywalking, log; got %q", ec.Type)
+		return fmt.Errorf("exporter type must be one of zipkin, skywalking, log, memory; got %q", ec.Type)
+	}
+	if ec.Type != exporterMemory && (ec.MaxTraces != 0 || ec.MaxBytes != 0) {
+		return fmt.Errorf("exporter %s: max_traces and max_bytes are options of the memory exporter", ec.Type)
+	}
+	if ec.MaxTraces < 0 || ec.MaxBytes < 0 {
+		return fmt.Errorf("exporter memory: max_traces and max_bytes must not be negative, got %d and %d", ec.MaxTraces, ec.MaxBytes)
 	}
 	qc := ec.queueConfig()
 	if err := qc.Validate(); err != nil {
@@ -147,14 +163,14 @@ func (ec *ExporterConfig) validate() error {
 	if ec.Type != exporterSkyWalking && (ec.Token != "" || ec.KeepAlive != 0 || ec.Instance != "") {
 		return fmt.Errorf("exporter %s: instance, token and keepalive are SkyWalking options", ec.Type)
 	}
-	if ec.Type == exporterLog && (len(ec.Headers) > 0 || ec.UseEnvProxy || ec.Compression == "gzip") {
-		return fmt.Errorf("exporter log: header, use_env_proxy and compression are options of network exporters")
+	if local := ec.Type == exporterLog || ec.Type == exporterMemory; local && (len(ec.Headers) > 0 || ec.UseEnvProxy || ec.Compression == "gzip") {
+		return fmt.Errorf("exporter %s: header, use_env_proxy and compression are options of network exporters", ec.Type)
 	}
 	if ec.Type == exporterSkyWalking && ec.Compression == "gzip" {
 		return fmt.Errorf("exporter skywalking: compression is an option of the zipkin exporter")
 	}
-	if ec.Type == exporterLog && ec.TLS != nil {
-		return fmt.Errorf("exporter log: tls is an option of network exporters")
+	if (ec.Type == exporterLog || ec.Type == exporterMemory) && ec.TLS != nil {
+		return fmt.Errorf("exporter %s: tls is an option of network exporters", ec.Type)
 	}
 	if t := ec.TLS; t != nil && (t.Cert == "") != (t.Key == "") {
 		return fmt.Errorf("exporter %s: tls cert and key must be given together", ec.Type)
@@ -170,7 +186,15 @@ func checkHTTPURL(s string) error {
 	return nil
 }
 
+// memoryFlushInterval is the memory exporter's default flush interval:
+// short, so a trace shows in the UI as soon as its request ends.
+const memoryFlushInterval = 100 * time.Millisecond
+
 func (ec *ExporterConfig) queueConfig() exporter.QueueConfig {
+	flush := time.Duration(ec.FlushInterval)
+	if flush == 0 && ec.Type == exporterMemory {
+		flush = memoryFlushInterval
+	}
 	bytes := ec.QueueBytes
 	if bytes == 0 {
 		bytes = exporter.DefaultQueueBytes
@@ -180,7 +204,7 @@ func (ec *ExporterConfig) queueConfig() exporter.QueueConfig {
 		Bytes:         bytes,
 		Drop:          ec.Drop,
 		BatchSize:     ec.BatchSize,
-		FlushInterval: time.Duration(ec.FlushInterval),
+		FlushInterval: flush,
 		Timeout:       time.Duration(ec.Timeout),
 		MaxRetryTime:  time.Duration(ec.MaxRetryTime),
 	}
@@ -239,6 +263,9 @@ func (ec *ExporterConfig) newExporter(h *Handler) (exporter.Exporter, error) {
 			cfg.TLS = &skywalking.TLSConfig{CA: t.CA, Cert: t.Cert, Key: t.Key, ServerName: t.ServerName, InsecureSkipVerify: t.InsecureSkipVerify}
 		}
 		return skywalking.New(cfg)
+	case exporterMemory:
+		traceStore.SetLimits(ec.MaxTraces, ec.MaxBytes)
+		return memory.NewExporter(traceStore), nil
 	default:
 		logger := backgroundLogger().Named("spans")
 		return zipkin.NewLog(func(line []byte) {

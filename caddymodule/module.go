@@ -12,6 +12,8 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
 
+	"github.com/tracingproxy/tracingproxy/exporter"
+
 	"github.com/tracingproxy/tracingproxy/headers"
 	"github.com/tracingproxy/tracingproxy/sampler"
 )
@@ -188,8 +190,8 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		names       []string
 		dst         *[]headerTag
 	}{
-		{"record_request_headers", "http.request.header.", h.RecordRequestHeaders, &h.reqTags},
-		{"record_response_headers", "http.response.header.", h.RecordResponseHeaders, &h.respTags},
+		{"record_request_headers", exporter.TagRequestHeaderPrefix, h.RecordRequestHeaders, &h.reqTags},
+		{"record_response_headers", exporter.TagResponseHeaderPrefix, h.RecordResponseHeaders, &h.respTags},
 	} {
 		for _, n := range list.names {
 			if !validHeaderName(n) {
@@ -206,7 +208,9 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	}
 
 	if len(h.Exporters) == 0 {
-		h.Exporters = []*ExporterConfig{{Type: exporterLog}}
+		// The default shows what a first run traced two ways: in
+		// tracingproxy_ui (where one is mounted) and on the log.
+		h.Exporters = []*ExporterConfig{{Type: exporterMemory}, {Type: exporterLog}}
 	}
 	h.metrics = registerMetrics(ctx)
 	h.state = new(handlerState)

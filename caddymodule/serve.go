@@ -420,9 +420,9 @@ func (h *Handler) record(b *recordBuf, r *http.Request, t *hop, sr *statusRecord
 	}
 	name := t.name
 	capTag := h.capTag
-	b.tags[0] = exporter.Tag{Key: "http.method", Value: capTag(t.method)}
-	b.tags[1] = exporter.Tag{Key: "http.path", Value: capTag(t.path)}
-	b.tags[2] = exporter.Tag{Key: "http.host", Value: capTag(t.host)}
+	b.tags[0] = exporter.Tag{Key: exporter.TagHTTPMethod, Value: capTag(t.method)}
+	b.tags[1] = exporter.Tag{Key: exporter.TagHTTPPath, Value: capTag(t.path)}
+	b.tags[2] = exporter.Tag{Key: exporter.TagHTTPHost, Value: capTag(t.host)}
 	rec.Server = exporter.Span{
 		Kind:     exporter.KindServer,
 		ID:       t.serverID,
@@ -439,25 +439,25 @@ func (h *Handler) record(b *recordBuf, r *http.Request, t *hop, sr *statusRecord
 	}
 	n := 3
 	if t.in.Conflict != headers.FormatNone {
-		b.tags[n] = exporter.Tag{Key: "tracingproxy.conflict", Value: t.in.Conflict.String() + ":" + t.in.ConflictTraceID.String()}
+		b.tags[n] = exporter.Tag{Key: exporter.TagConflict, Value: t.in.Conflict.String() + ":" + t.in.ConflictTraceID.String()}
 		n++
 	}
 	if sr.bytes > 0 {
-		b.tags[n] = exporter.Tag{Key: "http.response.size", Value: strconv.FormatInt(sr.bytes, 10)}
+		b.tags[n] = exporter.Tag{Key: exporter.TagHTTPResponseSize, Value: strconv.FormatInt(sr.bytes, 10)}
 		n++
 	}
 	if t.out.RequestID != "" {
-		b.tags[n] = exporter.Tag{Key: "request_id", Value: capTag(t.out.RequestID)}
+		b.tags[n] = exporter.Tag{Key: exporter.TagRequestID, Value: capTag(t.out.RequestID)}
 		n++
 	}
 	if t.untrustedTrace.IsValid() {
-		b.tags[n] = exporter.Tag{Key: "untrusted.trace_id", Value: t.untrustedTrace.String()}
-		b.tags[n+1] = exporter.Tag{Key: "untrusted.span_id", Value: t.untrustedSpan.String()}
+		b.tags[n] = exporter.Tag{Key: exporter.TagUntrustedTraceID, Value: t.untrustedTrace.String()}
+		b.tags[n+1] = exporter.Tag{Key: exporter.TagUntrustedSpanID, Value: t.untrustedSpan.String()}
 		n += 2
 	}
 	rec.Server.Tags = b.tags[0:n:n]
 	if h.RecordQuery && t.query != "" {
-		rec.Server.Tags = append(rec.Server.Tags, exporter.Tag{Key: "http.query", Value: capTag(t.query)})
+		rec.Server.Tags = append(rec.Server.Tags, exporter.Tag{Key: exporter.TagHTTPQuery, Value: capTag(t.query)})
 	}
 	rec.Server.Tags = append(rec.Server.Tags, b.reqTags...)
 	for _, ht := range h.respTags {

@@ -277,8 +277,8 @@ func checkAgentHop(t *testing.T, c segmentSource, up *upstream, path string, ex 
 	if exit.StartTime < entry.StartTime || exit.EndTime > entry.EndTime {
 		t.Errorf("Exit span [%d, %d] not inside the Entry span [%d, %d]", exit.StartTime, exit.EndTime, entry.StartTime, entry.EndTime)
 	}
-	checkTags(t, entry, map[string]string{"http.method": "GET", "url": path, "status_code": "200"})
-	checkTags(t, exit, map[string]string{"http.method": "GET", "url": path, "status_code": "200"})
+	checkTags(t, entry, map[string]string{"http.method": "GET", "url": path, "http.status_code": "200"})
+	checkTags(t, exit, map[string]string{"http.method": "GET", "url": path, "http.status_code": "200"})
 
 	// Everything else, field by field: times and tags were checked above.
 	got := proto.Clone(seg).(*agentv3.SegmentObject)
@@ -830,7 +830,7 @@ func TestSkyWalkingUpstreamFailure(t *testing.T) {
 		if !s.IsError {
 			t.Errorf("span %d of a 502 is not marked isError", s.SpanId)
 		}
-		checkTags(t, s, map[string]string{"status_code": "502"})
+		checkTags(t, s, map[string]string{"http.status_code": "502"})
 		if len(s.Logs) != 1 {
 			t.Errorf("span %d has %d logs, want the error event", s.SpanId, len(s.Logs))
 		}

@@ -23,6 +23,10 @@ const (
 	ReasonRejected       = "rejected"        // the backend refused the batch for good
 	ReasonEncodeError    = "encode_error"    // the batch could not be encoded
 	ReasonShutdown       = "shutdown"        // still queued when the flush deadline passed
+	// ReasonPartialRejected counts the spans a backend took the batch
+	// without (OTLP partial success, rejected_spans); the batch's records
+	// count as exported.
+	ReasonPartialRejected = "partial_rejected"
 )
 
 // Indexes of the drop reasons in the Queue's counters.
@@ -32,10 +36,11 @@ const (
 	dropRejected
 	dropEncodeError
 	dropShutdown
+	dropPartialRejected
 	numDropReasons
 )
 
-var dropReasons = [numDropReasons]string{ReasonQueueFull, ReasonRetryExhausted, ReasonRejected, ReasonEncodeError, ReasonShutdown}
+var dropReasons = [numDropReasons]string{ReasonQueueFull, ReasonRetryExhausted, ReasonRejected, ReasonEncodeError, ReasonShutdown, ReasonPartialRejected}
 
 // ErrQueueClosed is returned by ForceFlush after Shutdown.
 var ErrQueueClosed = errors.New("exporter queue is shut down")
@@ -356,6 +361,23 @@ func (q *Queue) settle(reason int) {
 	}
 }
 
+// settlePartial accounts for a batch the backend took without rejected of
+// its spans: every record exported, the rejected spans dropped.
+func (q *Queue) settlePartial(rejected int) {
+	q.mu.Lock()
+	records, spans := q.flightRecords, q.flightSpans
+	q.flightRecords, q.flightSpans = 0, 0
+	q.mu.Unlock()
+	if records == 0 {
+		return
+	}
+	rejected = min(rejected, spans)
+	q.exportedRecords.Add(uint64(records))
+	q.exportedSpans.Add(uint64(spans - rejected))
+	q.lastSuccess.Store(q.clk.now().UnixNano())
+	q.drop(dropPartialRejected, 0, rejected)
+}
+
 func (q *Queue) drop(reason, records, spans int) {
 	q.dropped[reason].Add(uint64(records))
 	q.droppedSpans[reason].Add(uint64(spans))
@@ -445,6 +467,13 @@ func (q *Queue) export(batch []*Record) {
 			q.settle(-1)
 			return
 		}
+		if n, ok := IsPartial(err); ok {
+			q.settlePartial(min(n, spans))
+			if q.cfg.OnError != nil {
+				q.cfg.OnError(err)
+			}
+			return
+		}
 		q.failures.Add(1)
 		if q.cfg.OnError != nil {
 			q.cfg.OnError(err)
@@ -462,7 +491,7 @@ func (q *Queue) export(batch []*Record) {
 			return
 		}
 		if wait <= 0 {
-			wait = jitter(backoff)
+			wait = Jitter(backoff)
 			backoff = min(backoff*2, q.cfg.RetryMax)
 		}
 		if q.cfg.MaxRetryTime < 0 || q.clk.now().Sub(start)+wait > q.cfg.MaxRetryTime {
@@ -487,8 +516,10 @@ func (q *Queue) attempt(batch []*Record, spans int) error {
 	return err
 }
 
-// jitter returns a duration in [d/2, 3d/2).
-func jitter(d time.Duration) time.Duration {
+// Jitter returns a duration in [d/2, 3d/2), zero for zero: the one spread
+// of every retry backoff and periodic call in the exporters, so a fleet of
+// proxies restarted together does not call its collector in step.
+func Jitter(d time.Duration) time.Duration {
 	if d <= 0 {
 		return d
 	}

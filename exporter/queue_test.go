@@ -711,13 +711,13 @@ func TestJitterRange(t *testing.T) {
 	for _, d := range []time.Duration{1, 2, time.Millisecond, 500 * time.Millisecond, 30 * time.Second} {
 		t.Run(fmt.Sprint(d), func(t *testing.T) {
 			for range 1000 {
-				if j := jitter(d); j < d/2 || j >= d/2+d {
-					t.Fatalf("jitter(%v) = %v, outside [d/2, 3d/2)", d, j)
+				if j := Jitter(d); j < d/2 || j >= d/2+d {
+					t.Fatalf("Jitter(%v) = %v, outside [d/2, 3d/2)", d, j)
 				}
 			}
 		})
 	}
-	if j := jitter(0); j != 0 {
-		t.Fatalf("jitter(0) = %v", j)
+	if j := Jitter(0); j != 0 {
+		t.Fatalf("Jitter(0) = %v", j)
 	}
 }

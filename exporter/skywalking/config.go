@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/tracingproxy/tracingproxy/exporter"
+	"github.com/tracingproxy/tracingproxy/exporter/httpexport"
 )
 
 // DefaultKeepAlive is the keepAlive interval when Config.KeepAlive is zero,
@@ -134,10 +135,8 @@ func (c *Config) validate() (endpoint, error) {
 	if len(c.Headers) > 0 && ep.proto != protoHTTP {
 		return endpoint{}, fmt.Errorf("skywalking headers need an http(s):// url, got %q", c.Address)
 	}
-	for k, v := range c.Headers {
-		if k == "" || strings.ContainsAny(k, " \t\r\n:") || strings.ContainsAny(v, "\r\n\x00") {
-			return endpoint{}, fmt.Errorf("skywalking header %q: not a valid header name and value", k)
-		}
+	if _, _, err := httpexport.Headers("skywalking", c.Headers); err != nil {
+		return endpoint{}, err
 	}
 	switch {
 	case c.Service == "":

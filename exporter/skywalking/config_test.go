@@ -6,7 +6,6 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 )
 
 func TestParseAddressValid(t *testing.T) {
@@ -78,30 +77,6 @@ func TestNewInvalid(t *testing.T) {
 			}
 			if !strings.Contains(err.Error(), tt.want) {
 				t.Errorf("New error = %q, want it to contain %q", err, tt.want)
-			}
-		})
-	}
-}
-
-func TestRetryAfter(t *testing.T) {
-	now := time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)
-	tests := []struct {
-		name, in string
-		want     time.Duration
-	}{
-		{"absent", "", 0},
-		{"seconds", "7", 7 * time.Second},
-		{"zero", "0", 0},
-		{"negative", "-3", 0},
-		{"huge", "99999999999", maxRetryAfter * time.Second},
-		{"http date", "Sat, 01 Mar 2025 12:00:30 GMT", 30 * time.Second},
-		{"past date", "Sat, 01 Mar 2025 11:00:00 GMT", 0},
-		{"garbage", "soon", 0},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			if got := retryAfter(tt.in, now); got != tt.want {
-				t.Errorf("retryAfter(%q) = %s, want %s", tt.in, got, tt.want)
 			}
 		})
 	}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"net"
 	"os"
 	"runtime"
@@ -154,7 +153,7 @@ func (m *manager) run(ctx context.Context) {
 			return
 		}
 		m.report(fmt.Errorf("skywalking report instance properties: %w", err))
-		if !sleep(ctx, jitter(wait)) {
+		if !sleep(ctx, exporter.Jitter(wait)) {
 			return
 		}
 		wait = min(wait*2, m.interval)
@@ -200,14 +199,6 @@ func sleep(ctx context.Context, d time.Duration) bool {
 	case <-t.C:
 		return true
 	}
-}
-
-// jitter returns d varied by up to ±25%.
-func jitter(d time.Duration) time.Duration {
-	if d <= 0 {
-		return d
-	}
-	return d*3/4 + rand.N(d/2+1)
 }
 
 // instanceProperties are the properties SkyWalking's Go agent reports

@@ -1,16 +1,13 @@
 package skywalking
 
 import (
-	"bytes"
 	"context"
+	"crypto/tls"
 	"fmt"
-	"io"
 	"net/http"
-	"strconv"
-	"strings"
-	"time"
 
 	"github.com/tracingproxy/tracingproxy/exporter"
+	"github.com/tracingproxy/tracingproxy/exporter/httpexport"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 	agentv3 "skywalking.apache.org/repo/goapi/collect/language/agent/v3"
@@ -24,50 +21,45 @@ const (
 	pathKeepAlive  = "/v3/management/keepAlive"
 )
 
-// Response-body limits: how much of an error body goes into the error, and
-// how much is read so the connection can be reused.
-const (
-	errorBodyLimit = 512
-	drainLimit     = 64 << 10
-)
-
 // httpTransport speaks to the OAP's HTTP receiver: protobuf-JSON bodies,
 // lowerCamelCase field names, enum names.
 type httpTransport struct {
-	client    *http.Client
-	base      string
-	token     string
-	userAgent string
-	header    http.Header // configured headers
-	buf       []byte      // the segments body, reused between collects
+	client *http.Client
+	own    *http.Transport
+	base   string
+	host   string // a configured Host header, the requests' host
+	token  string
+	header http.Header // configured headers and the exporter's own
+	buf    []byte      // the segments body, reused between collects
 }
 
 func newHTTP(base string, tc *TLSConfig, token, version string, headers map[string]string, useEnvProxy bool) (*httpTransport, error) {
-	rt := http.DefaultTransport.(*http.Transport).Clone()
-	if !useEnvProxy {
-		rt.Proxy = nil
-	}
+	var cfg *tls.Config
 	if tc != nil {
-		cfg, err := tlsConfig(tc)
-		if err != nil {
+		var err error
+		if cfg, err = tlsConfig(tc); err != nil {
 			return nil, err
 		}
-		rt.TLSClientConfig = cfg
 	}
-	ua := "tracingproxy"
-	if version != "" {
-		ua += "/" + version
+	hdr, host, err := httpexport.Headers("skywalking", headers)
+	if err != nil {
+		return nil, err
 	}
-	hdr := make(http.Header, len(headers))
-	for k, v := range headers {
-		hdr.Set(k, v)
+	hdr.Set("Content-Type", "application/json")
+	hdr.Set("User-Agent", httpexport.UserAgent(version))
+	// Do not trace the tracer: proxies on the way must not sample this.
+	hdr.Set("b3", "0")
+	if token != "" {
+		hdr.Set(authKey, token)
 	}
+	rt := httpexport.NewTransport(cfg, useEnvProxy)
 	return &httpTransport{
-		client:    &http.Client{Transport: rt},
-		base:      base,
-		token:     token,
-		userAgent: ua,
-		header:    hdr,
+		client: httpexport.NewClient(rt),
+		own:    rt,
+		base:   base,
+		host:   host,
+		token:  token,
+		header: hdr,
 	}, nil
 }
 
@@ -113,7 +105,7 @@ func (h *httpTransport) keepAlive(ctx context.Context, p *managementv3.InstanceP
 }
 
 func (h *httpTransport) close() error {
-	h.client.CloseIdleConnections()
+	h.own.CloseIdleConnections()
 	return nil
 }
 
@@ -128,66 +120,26 @@ func (h *httpTransport) postMessage(ctx context.Context, op, path string, m prot
 // post sends one request and maps its outcome to the exporter's error
 // classes: 2xx succeeds; 401 and 403 are a refused token; 408, 429 and 5xx
 // are retryable, after Retry-After when the collector sent one; other
-// statuses are rejections; network errors are retryable.
+// statuses, redirects included, are rejections; network errors are
+// retryable. body may be the reused segments buffer: the transport cannot
+// read it once post returned.
 func (h *httpTransport) post(ctx context.Context, op, path string, body []byte) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, h.base+path, bytes.NewReader(body))
-	if err != nil {
-		return fmt.Errorf("skywalking %s: %w", op, err)
-	}
-	for k, v := range h.header {
-		req.Header[k] = v
-	}
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("User-Agent", h.userAgent)
-	// Do not trace the tracer: proxies on the way must not sample this.
-	req.Header.Set("b3", "0")
-	if h.token != "" {
-		req.Header.Set(authKey, h.token)
-	}
-	resp, err := h.client.Do(req)
+	resp, detach, err := httpexport.Post(ctx, h.client, httpexport.Request{URL: h.base + path, Header: h.header, Host: h.host, Body: body})
+	defer detach()
 	if err != nil {
 		if ctxErr := ctx.Err(); ctxErr != nil {
 			return ctxError(op, ctxErr)
 		}
 		return exporter.Retryable(fmt.Errorf("skywalking %s: %w", op, err), 0)
 	}
-	defer resp.Body.Close()
+	defer httpexport.DrainClose(resp.Body)
 	code := resp.StatusCode
 	if code >= 200 && code < 300 {
-		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, drainLimit))
 		return nil
 	}
-	snippet, _ := io.ReadAll(io.LimitReader(resp.Body, errorBodyLimit))
-	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, drainLimit))
-	err = fmt.Errorf("skywalking %s: %s returned HTTP %d: %s", op, path, code, strings.TrimSpace(string(snippet)))
-	switch {
-	case code == http.StatusUnauthorized || code == http.StatusForbidden:
+	err = fmt.Errorf("skywalking %s: %s returned HTTP %d%s", op, path, code, httpexport.Snippet(resp.Body))
+	if code == http.StatusUnauthorized || code == http.StatusForbidden {
 		return authError(h.token, err)
-	case code == http.StatusRequestTimeout || code == http.StatusTooManyRequests || code >= 500:
-		return exporter.Retryable(err, retryAfter(resp.Header.Get("Retry-After"), time.Now()))
-	default:
-		return err
 	}
-}
-
-// maxRetryAfter caps a Retry-After in seconds, so a huge value cannot
-// overflow a Duration.
-const maxRetryAfter = 24 * 60 * 60
-
-// retryAfter parses a Retry-After value, delay-seconds or an HTTP date, into
-// a wait from now; zero when absent, malformed or past.
-func retryAfter(v string, now time.Time) time.Duration {
-	if v == "" {
-		return 0
-	}
-	if secs, err := strconv.Atoi(v); err == nil {
-		if secs <= 0 {
-			return 0
-		}
-		return time.Duration(min(secs, maxRetryAfter)) * time.Second
-	}
-	if t, err := http.ParseTime(v); err == nil && t.After(now) {
-		return t.Sub(now)
-	}
-	return 0
+	return httpexport.Classify(resp, httpexport.RetryTransient, err)
 }

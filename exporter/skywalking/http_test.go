@@ -233,3 +233,31 @@ func TestHTTPHeaders(t *testing.T) {
 		t.Error("headers were accepted on a gRPC address")
 	}
 }
+
+// A redirect is the collector's answer, not a place to resend to: a
+// followed 307 would post the segments to an address nobody configured.
+func TestHTTPFollowsNoRedirect(t *testing.T) {
+	elsewhere := make(chan string, 8)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/elsewhere" {
+			elsewhere <- r.Method
+			w.WriteHeader(http.StatusOK)
+			return
+		}
+		http.Redirect(w, r, "/elsewhere", http.StatusTemporaryRedirect)
+	}))
+	t.Cleanup(srv.Close)
+	e := newExporter(t, Config{Address: srv.URL, KeepAlive: -1})
+	err := export(e, 5*time.Second, testRecord())
+	if err == nil || !strings.Contains(err.Error(), "HTTP 307") {
+		t.Fatalf("Export against a redirect = %v, want the 307 as a rejection", err)
+	}
+	if retry, _ := exporter.IsRetryable(err); retry {
+		t.Fatalf("a redirect is retryable: %v", err)
+	}
+	select {
+	case m := <-elsewhere:
+		t.Fatalf("redirect followed with %s", m)
+	default:
+	}
+}

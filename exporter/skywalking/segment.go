@@ -23,17 +23,6 @@ const (
 // instead of being silently left out of the topology.
 const UnknownPeer = "unknown:0"
 
-// Tag keys SkyWalking's HTTP plugins use, and the Record tag keys they are
-// taken from.
-const (
-	tagMethod     = "http.method"
-	tagURL        = "url"
-	tagStatusCode = "status_code"
-
-	recordTagPath   = "http.path"
-	recordTagStatus = "http.status_code" // dropped: status_code carries it
-)
-
 // Log keys of the error event, as SkyWalking's agents write them. The Java
 // agent adds "error.kind" with an exception class; a Record has only the
 // message, so it is left out.
@@ -135,7 +124,7 @@ type builder struct {
 }
 
 // size allocates the blocks for r: per span, one pair per tag, one for
-// status_code, and two pairs and a log for an error.
+// http.status_code, and two pairs and a log for an error.
 func (b *builder) size(r *exporter.Record) {
 	pairs, errs := spanNeeds(&r.Server)
 	for i := range r.Clients {
@@ -177,25 +166,27 @@ func (b *builder) fill(o *agentv3.SpanObject, s *exporter.Span) {
 	o.SpanLayer = agentv3.SpanLayer_Http
 	o.IsError = s.Error != "" || s.Status >= 500
 
-	// Tags: http.method, url, status_code first, as SkyWalking's HTTP
-	// plugins write them, then the remaining tags in order.
+	// Tags: OAP's reserved http.method, url and http.status_code first, as
+	// SkyWalking's HTTP plugins write them (a Record's http.path becomes url,
+	// Status the status code; a Record tag http.status_code is dropped), then
+	// the remaining tags in order.
 	tags := b.kvPtrs[: 0 : len(s.Tags)+1]
 	for _, t := range s.Tags {
-		if t.Key == tagMethod {
-			tags = append(tags, b.pair(tagMethod, validUTF8(t.Value)))
+		if t.Key == exporter.TagHTTPMethod {
+			tags = append(tags, b.pair(exporter.SWTagHTTPMethod, validUTF8(t.Value)))
 		}
 	}
 	for _, t := range s.Tags {
-		if t.Key == recordTagPath {
-			tags = append(tags, b.pair(tagURL, validUTF8(t.Value)))
+		if t.Key == exporter.TagHTTPPath {
+			tags = append(tags, b.pair(exporter.SWTagURL, validUTF8(t.Value)))
 		}
 	}
 	if s.Status > 0 {
-		tags = append(tags, b.pair(tagStatusCode, statusCode(s.Status)))
+		tags = append(tags, b.pair(exporter.SWTagStatusCode, statusCode(s.Status)))
 	}
 	for _, t := range s.Tags {
 		switch t.Key {
-		case tagMethod, recordTagPath, recordTagStatus:
+		case exporter.TagHTTPMethod, exporter.TagHTTPPath, exporter.TagHTTPStatusCode:
 		default:
 			tags = append(tags, b.pair(validUTF8(t.Key), validUTF8(t.Value)))
 		}

@@ -107,7 +107,7 @@ func wantSegment() *agentv3.SegmentObject {
 				ComponentId:   5004,
 				IsError:       true,
 				Tags: []*commonv3.KeyStringValuePair{
-					kv("http.method", "GET"), kv("url", "/orders/7"), kv("status_code", "503"), kv("request_id", "r-1"),
+					kv("http.method", "GET"), kv("url", "/orders/7"), kv("http.status_code", "503"), kv("request_id", "r-1"),
 				},
 			},
 			{
@@ -141,7 +141,7 @@ func wantSegment() *agentv3.SegmentObject {
 				ComponentId:   5005,
 				IsError:       true,
 				Tags: []*commonv3.KeyStringValuePair{
-					kv("http.method", "GET"), kv("url", "/orders/7"), kv("status_code", "503"),
+					kv("http.method", "GET"), kv("url", "/orders/7"), kv("http.status_code", "503"),
 				},
 			},
 		},
@@ -250,7 +250,7 @@ func TestSegment(t *testing.T) {
 			want: func(s *agentv3.SegmentObject) {
 				s.Spans = s.Spans[:1]
 				s.Spans[0].OperationName = "GET /a\uFFFD"
-				s.Spans[0].Tags = []*commonv3.KeyStringValuePair{kv("url", "/a\uFFFD"), kv("status_code", "503")}
+				s.Spans[0].Tags = []*commonv3.KeyStringValuePair{kv("url", "/a\uFFFD"), kv("http.status_code", "503")}
 			},
 		},
 	}

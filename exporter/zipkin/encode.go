@@ -12,14 +12,6 @@ import (
 	"github.com/tracingproxy/tracingproxy/exporter"
 )
 
-// Tag keys the encoder adds to the tags a span already carries.
-const (
-	TagStatusCode     = "http.status_code" // the HTTP status, when there was a response
-	TagError          = "error"            // Span.Error, when the span failed
-	TagSamplingReason = "sampling.reason"  // Record.SamplingReason, SERVER span only
-	TagSW8TraceID     = "sw8.trace_id"     // the caller's verbatim SkyWalking trace id, SERVER span only
-)
-
 // Constant JSON fragments, in the order a span is written.
 const (
 	fragTraceID    = `{"traceId":"`
@@ -38,10 +30,10 @@ const (
 	fragService    = `"serviceName":`
 	fragPort       = `"port":`
 	fragTags       = `,"tags":{`
-	fragStatusKey  = `"` + TagStatusCode + `":"`
-	fragErrorKey   = `"` + TagError + `":`
-	fragReasonKey  = `"` + TagSamplingReason + `":`
-	fragSW8Key     = `"` + TagSW8TraceID + `":`
+	fragStatusKey  = `"` + exporter.TagHTTPStatusCode + `":"`
+	fragErrorKey   = `"` + exporter.TagError + `":`
+	fragReasonKey  = `"` + exporter.TagSamplingReason + `":`
+	fragSW8Key     = `"` + exporter.TagSW8TraceID + `":`
 )
 
 const hexDigits = "0123456789abcdef"
@@ -261,7 +253,7 @@ func appendTags(dst []byte, r *exporter.Record, s *exporter.Span, hex *[32]byte)
 	if s.Status != 0 {
 		start := len(dst)
 		dst = append(dst, fragStatusKey...)
-		keys = append(keys, [2]int{start, start + len(TagStatusCode) + 2})
+		keys = append(keys, [2]int{start, start + len(exporter.TagHTTPStatusCode) + 2})
 		dst = strconv.AppendInt(dst, int64(s.Status), 10)
 		dst = append(dst, '"')
 	}

@@ -279,33 +279,6 @@ func TestExportOutcomes(t *testing.T) {
 	}
 }
 
-func TestRetryAfter(t *testing.T) {
-	now := time.Date(2025, 3, 14, 15, 9, 26, 0, time.UTC)
-	tests := []struct {
-		value string
-		want  time.Duration
-	}{
-		{"", 0},
-		{"0", 0},
-		{"2", 2 * time.Second},
-		{"120", 2 * time.Minute},
-		{"-1", 0},
-		{"1.5", 0},
-		{"soon", 0},
-		{"99999999999", 0},
-		{"Fri, 14 Mar 2025 15:09:36 GMT", 10 * time.Second},
-		{"Friday, 14-Mar-25 15:10:26 GMT", time.Minute},
-		{"Fri, 14 Mar 2025 15:00:00 GMT", 0},
-	}
-	for _, tt := range tests {
-		t.Run(tt.value, func(t *testing.T) {
-			if got := retryAfter(tt.value, now); got != tt.want {
-				t.Fatalf("retryAfter(%q) = %s, want %s", tt.value, got, tt.want)
-			}
-		})
-	}
-}
-
 func TestExportConnectionRefused(t *testing.T) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -469,27 +442,6 @@ func TestExportReusesConnectionAndShutdownClosesIt(t *testing.T) {
 				t.Fatal("Shutdown left the idle connection open")
 			}
 		})
-	}
-}
-
-// The transport may read a request body after Export returned; the
-// readers then fail instead of reading a buffer the next Export rewrites.
-func TestBodyGuard(t *testing.T) {
-	g := &bodyGuard{b: []byte("0123456789")}
-	r1, r2 := g.reader(), g.reader()
-	p := make([]byte, 4)
-	if n, err := r1.Read(p); n != 4 || err != nil || string(p) != "0123" {
-		t.Fatalf("first read %d %v %q", n, err, p[:n])
-	}
-	if b, err := io.ReadAll(r2); err != nil || string(b) != "0123456789" {
-		t.Fatalf("a second reader (GetBody) read %q, %v; want the whole body", b, err)
-	}
-	if b, err := io.ReadAll(r1); err != nil || string(b) != "456789" {
-		t.Fatalf("rest of the first reader %q, %v", b, err)
-	}
-	g.detach()
-	if n, err := g.reader().Read(p); n != 0 || !errors.Is(err, errDetached) {
-		t.Fatalf("read after detach: %d, %v; want errDetached", n, err)
 	}
 }
 

@@ -1,0 +1,75 @@
+package exporter
+
+// Tag keys of a Record, the one place they are spelled (like zipkin-go's
+// tags.go). The Caddy module writes them, every exporter reads them; the
+// names are Zipkin Brave's, which is what a Record carries. Exporters of
+// other backends map them: SkyWalking to OAP's reserved tags (SWTag*), OTLP
+// to OpenTelemetry's stable HTTP semantic conventions (OTelKey). The values
+// are pinned by TestTagKeys.
+const (
+	TagHTTPMethod       = "http.method"           // the request method, as the client sent it
+	TagHTTPPath         = "http.path"             // the raw request path, never the query string
+	TagHTTPRoute        = "http.route"            // the low-cardinality route the span is named after
+	TagHTTPHost         = "http.host"             // the Host the client asked for (SERVER span)
+	TagHTTPQuery        = "http.query"            // the query string, when record_query is on (SERVER span)
+	TagHTTPStatusCode   = "http.status_code"      // the HTTP status, when there was a response
+	TagHTTPResponseSize = "http.response.size"    // bytes of response body sent to the client (SERVER span)
+	TagError            = "error"                 // the failure, only on a failed span
+	TagSamplingReason   = "sampling.reason"       // why the record was kept (SERVER span)
+	TagSW8TraceID       = "sw8.trace_id"          // the caller's verbatim SkyWalking trace id (SERVER span)
+	TagRequestID        = "request_id"            // the request id the proxy carries (SERVER span)
+	TagConflict         = "tracingproxy.conflict" // <format>:<trace id> of an inbound format that disagreed (SERVER span)
+	TagUntrustedTraceID = "untrusted.trace_id"    // an untrusted caller's trace id, kept but not continued (SERVER span)
+	TagUntrustedSpanID  = "untrusted.span_id"     // an untrusted caller's span id (SERVER span)
+
+	// Prefixes of the recorded request and response header tags, followed
+	// by the lowercased header name.
+	TagRequestHeaderPrefix  = "http.request.header."
+	TagResponseHeaderPrefix = "http.response.header."
+)
+
+// SkyWalking OAP's reserved tag keys, as its HTTP plugins write them: OAP
+// indexes http.method and http.status_code, and shows url as the request.
+const (
+	SWTagHTTPMethod = "http.method"      // from TagHTTPMethod
+	SWTagURL        = "url"              // from TagHTTPPath
+	SWTagStatusCode = "http.status_code" // from Span.Status
+)
+
+// OpenTelemetry stable HTTP semantic-convention attribute names (semconv
+// v1.26 and later), for an OTLP exporter.
+const (
+	OTelHTTPRequestMethod      = "http.request.method"
+	OTelURLPath                = "url.path"
+	OTelURLQuery               = "url.query"
+	OTelHTTPRoute              = "http.route"
+	OTelServerAddress          = "server.address"
+	OTelHTTPResponseStatusCode = "http.response.status_code"
+	OTelHTTPResponseBodySize   = "http.response.body.size"
+	OTelErrorType              = "error.type"
+	OTelHTTPRequestResendCount = "http.request.resend_count"
+	OTelNetworkPeerAddress     = "network.peer.address"
+	OTelNetworkPeerPort        = "network.peer.port"
+	OTelClientAddress          = "client.address"
+)
+
+// OTelKey returns the OpenTelemetry stable attribute name of a Record tag
+// key, or key itself when the conventions have no name for it (header tags
+// keep theirs: OTel's http.request.header.<name> is the same prefix).
+func OTelKey(key string) string {
+	switch key {
+	case TagHTTPMethod:
+		return OTelHTTPRequestMethod
+	case TagHTTPPath:
+		return OTelURLPath
+	case TagHTTPQuery:
+		return OTelURLQuery
+	case TagHTTPHost:
+		return OTelServerAddress
+	case TagHTTPStatusCode:
+		return OTelHTTPResponseStatusCode
+	case TagHTTPResponseSize:
+		return OTelHTTPResponseBodySize
+	}
+	return key
+}
