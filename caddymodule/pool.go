@@ -56,10 +56,10 @@ func (p *pooledQueue) release() error {
 // rather than a configuration's.
 func backgroundLogger() *zap.Logger { return caddy.Log().Named("http.handlers.tracingproxy") }
 
-// acquireQueue returns the pooled queue for ec, creating it on first use.
 // newQueue starts an exporter's queue and worker; tests count the calls.
 var newQueue = exporter.NewQueue
 
+// acquireQueue returns the pooled queue for ec, creating it on first use.
 func acquireQueue(ec *ExporterConfig, h *Handler) (*pooledQueue, error) {
 	key, err := ec.poolKey(h)
 	if err != nil {
