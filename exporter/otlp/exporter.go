@@ -99,24 +99,8 @@ func (e *Exporter) Export(ctx context.Context, batch []*exporter.Record) error {
 		return nil
 	}
 	defer e.trim()
-	body := e.buf
-	if e.gz != nil {
-		var err error
-		if body, err = e.gz.Compress(body); err != nil {
-			return fmt.Errorf("otlp gzip: %w", err)
-		}
-	}
-	resp, detach, err := httpexport.Post(ctx, e.client, httpexport.Request{URL: e.url, Header: e.header, Host: e.host, Body: body})
-	defer detach()
-	if err != nil {
-		return exporter.Retryable(fmt.Errorf("otlp export: %w", err), 0)
-	}
-	defer httpexport.DrainClose(resp.Body)
-	if resp.StatusCode >= 200 && resp.StatusCode < 300 {
-		return e.partial(resp.Body)
-	}
-	err = fmt.Errorf("otlp collector answered %s%s", resp.Status, httpexport.Snippet(resp.Body))
-	return httpexport.Classify(resp, httpexport.RetryOTLP, err)
+	r := httpexport.Request{URL: e.url, Header: e.header, Host: e.host, Body: e.buf}
+	return httpexport.Send(ctx, e.client, e.gz, r, "otlp", httpexport.RetryOTLP, e.partial)
 }
 
 // partial reads an ExportTraceServiceResponse and returns a PartialError
