@@ -24,8 +24,8 @@ func Handler(store *Store, accept bool) http.Handler {
 	mux := http.NewServeMux()
 	a := &api{store: store}
 	mux.HandleFunc("GET /api/v2/services", a.services)
-	mux.HandleFunc("GET /api/v2/spans", a.spanNames)
-	mux.HandleFunc("GET /api/v2/remoteServices", a.remoteServices)
+	mux.HandleFunc("GET /api/v2/spans", byService(store.SpanNames))
+	mux.HandleFunc("GET /api/v2/remoteServices", byService(store.RemoteServices))
 	mux.HandleFunc("GET /api/v2/traces", a.traces)
 	mux.HandleFunc("GET /api/v2/trace/{id}", a.trace)
 	mux.HandleFunc("GET /api/v2/traceMany", a.traceMany)
@@ -73,22 +73,17 @@ func (a *api) services(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, a.store.Services())
 }
 
-func (a *api) spanNames(w http.ResponseWriter, r *http.Request) {
-	svc := strings.ToLower(r.URL.Query().Get("serviceName"))
-	if svc == "" {
-		badRequest(w, "serviceName is required")
-		return
+// byService answers a list of names of the service named by the required
+// serviceName parameter: span names, remote service names.
+func byService(list func(service string) []string) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		svc := strings.ToLower(r.URL.Query().Get("serviceName"))
+		if svc == "" {
+			badRequest(w, "serviceName is required")
+			return
+		}
+		writeJSON(w, list(svc))
 	}
-	writeJSON(w, a.store.SpanNames(svc))
-}
-
-func (a *api) remoteServices(w http.ResponseWriter, r *http.Request) {
-	svc := strings.ToLower(r.URL.Query().Get("serviceName"))
-	if svc == "" {
-		badRequest(w, "serviceName is required")
-		return
-	}
-	writeJSON(w, a.store.RemoteServices(svc))
 }
 
 func (a *api) traces(w http.ResponseWriter, r *http.Request) {
