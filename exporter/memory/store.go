@@ -4,7 +4,6 @@ import (
 	"container/list"
 	"strings"
 	"sync"
-	"sync/atomic"
 )
 
 // Span is a Zipkin v2 span as the store keeps it and the query API writes it.
@@ -83,8 +82,8 @@ type Store struct {
 	bytes     int
 	traces    map[string]*trace
 	order     *list.List // of *trace, oldest first
-	evicted   atomic.Uint64
-	spans     atomic.Uint64
+	evicted   uint64 // traces evicted, ever
+	spans     uint64 // spans stored, ever
 }
 
 // trace is one stored trace.
@@ -160,7 +159,7 @@ func (s *Store) Add(spans ...Span) {
 		}
 		if !replaced {
 			t.spans = append(t.spans, sp)
-			s.spans.Add(1)
+			s.spans++
 		}
 		t.bytes += n
 		s.bytes += n
@@ -173,7 +172,7 @@ func (s *Store) evictLocked() {
 		t := s.order.Remove(s.order.Front()).(*trace)
 		delete(s.traces, t.key)
 		s.bytes -= t.bytes
-		s.evicted.Add(1)
+		s.evicted++
 	}
 }
 
@@ -190,7 +189,7 @@ type Stats struct {
 func (s *Store) Stats() Stats {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return Stats{Traces: len(s.traces), Bytes: s.bytes, Spans: s.spans.Load(), Evicted: s.evicted.Load()}
+	return Stats{Traces: len(s.traces), Bytes: s.bytes, Spans: s.spans, Evicted: s.evicted}
 }
 
 // Trace returns a copy of the spans of one trace, nil when it is not
