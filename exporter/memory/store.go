@@ -82,8 +82,8 @@ type Store struct {
 	bytes     int
 	traces    map[string]*trace
 	order     *list.List // of *trace, oldest first
-	evicted   uint64 // traces evicted, ever
-	spans     uint64 // spans stored, ever
+	evicted   uint64     // traces evicted, ever
+	spans     uint64     // spans stored, ever
 }
 
 // trace is one stored trace.
