@@ -265,6 +265,25 @@ func Post(ctx context.Context, client *http.Client, r Request) (*http.Response, 
 	return resp, g.detach, err
 }
 
+// Prepare sets on h, over the configured headers, what every export request
+// of an exporter carries: its Content-Type, `B3: 0` (so proxies do not trace
+// the tracer), a User-Agent naming tracingproxy unless one is configured,
+// and Content-Encoding: gzip when gzip is set. It returns the Gzipper to
+// pass to Send, nil without gzip.
+func Prepare(h http.Header, contentType, version string, gzip bool) *Gzipper {
+	h.Set("Content-Type", contentType)
+	h.Set("B3", "0")
+	if h.Get("User-Agent") == "" {
+		h.Set("User-Agent", UserAgent(version))
+	}
+	if !gzip {
+		h.Del("Content-Encoding")
+		return nil
+	}
+	h.Set("Content-Encoding", "gzip")
+	return &Gzipper{}
+}
+
 // Send is one export over HTTP: it compresses r.Body with gz when gz is not
 // nil, POSTs it, and maps the outcome to the exporter's error classes. A
 // transport error is retryable; a 2xx answer is success, or whatever

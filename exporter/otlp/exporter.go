@@ -72,17 +72,7 @@ func New(cfg Config) (*Exporter, error) {
 		return nil, fmt.Errorf("otlp %w", err)
 	}
 	e := &Exporter{url: u.String(), host: host, header: hdr, enc: Encoder{Version: cfg.Version}}
-	e.header.Set("Content-Type", "application/x-protobuf")
-	e.header.Set("B3", "0") // do not let proxies trace the tracer
-	if e.header.Get("User-Agent") == "" {
-		e.header.Set("User-Agent", httpexport.UserAgent(cfg.Version))
-	}
-	if cfg.Gzip {
-		e.header.Set("Content-Encoding", "gzip")
-		e.gz = &httpexport.Gzipper{}
-	} else {
-		e.header.Del("Content-Encoding")
-	}
+	e.gz = httpexport.Prepare(e.header, "application/x-protobuf", cfg.Version, cfg.Gzip)
 	e.own = httpexport.NewTransport(tc, cfg.UseEnvProxy)
 	e.client = httpexport.NewClient(e.own)
 	return e, nil

@@ -64,18 +64,7 @@ func New(cfg Config) (*Exporter, error) {
 		return nil, err
 	}
 	e := &Exporter{url: u.String(), header: hdr, host: host}
-	// The exporter's own headers win over configured ones.
-	e.header.Set("Content-Type", "application/json")
-	e.header.Set("B3", "0") // do not let proxies trace the tracer
-	if e.header.Get("User-Agent") == "" {
-		e.header.Set("User-Agent", httpexport.UserAgent(""))
-	}
-	if cfg.Gzip {
-		e.header.Set("Content-Encoding", "gzip")
-		e.gz = &httpexport.Gzipper{}
-	} else {
-		e.header.Del("Content-Encoding")
-	}
+	e.gz = httpexport.Prepare(e.header, "application/json", "", cfg.Gzip)
 	e.client = cfg.Client
 	if e.client == nil {
 		tc, err := cfg.TLS.Build()
