@@ -2,11 +2,14 @@ package caddymodule
 
 import (
 	"strconv"
+	"strings"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+
+	"github.com/tracingproxy/tracingproxy/exporter"
 )
 
 func init() {
@@ -80,7 +83,12 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //			batch_size / flush_interval / queue_size / queue_bytes / drop / timeout /
 //			max_retry_time / flush_timeout   # as for zipkin
 //		}
-//		exporter log                         # spans as JSON lines on the log (the default)
+//		exporter log                         # spans as JSON lines on the log
+//		exporter memory {                    # the process's trace store, read by tracingproxy_ui
+//			max_traces <n>                   # default 10000, oldest evicted first
+//			max_bytes  <n>                   # default 64 MiB
+//		}
+//		# no exporter line: memory and log
 //	}
 //
 // Formats: w3c, b3 (multi-header), b3single, sw8, sw6, jaeger, ot, xray,
@@ -97,6 +105,9 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		case "service_name":
 			if err := oneArg(d, &h.ServiceName); err != nil {
 				return err
+			}
+			if strings.TrimSpace(h.ServiceName) == "" {
+				return d.Errf("service_name must not be empty (omit it for the default %q)", defaultServiceName)
 			}
 		case "instance":
 			if err := oneArg(d, &h.Instance); err != nil {
@@ -400,7 +411,7 @@ func floatArg(d *caddyfile.Dispenser, dst *float64) error {
 func parseExporter(d *caddyfile.Dispenser) (*ExporterConfig, error) {
 	ec := new(ExporterConfig)
 	if !d.NextArg() {
-		return nil, d.Errf("exporter needs a type: zipkin, skywalking or log")
+		return nil, d.Errf("exporter needs a type: zipkin, skywalking, log or memory")
 	}
 	ec.Type = d.Val()
 	switch ec.Type {
@@ -409,9 +420,9 @@ func parseExporter(d *caddyfile.Dispenser) (*ExporterConfig, error) {
 			return nil, d.Errf("exporter %s needs a url", ec.Type)
 		}
 		ec.URL = d.Val()
-	case exporterLog:
+	case exporterLog, exporterMemory:
 	default:
-		return nil, d.Errf("exporter type must be one of zipkin, skywalking, log; got %q", ec.Type)
+		return nil, d.Errf("exporter type must be one of zipkin, skywalking, log, memory; got %q", ec.Type)
 	}
 	if d.NextArg() {
 		return nil, d.ArgErr()
@@ -423,9 +434,15 @@ func parseExporter(d *caddyfile.Dispenser) (*ExporterConfig, error) {
 		case "batch_size":
 			err = intArg(d, &ec.BatchSize)
 		case "queue_size":
-			err = intArg(d, &ec.QueueSize)
+			if err = intArg(d, &ec.QueueSize); err == nil && ec.QueueSize == 0 {
+				err = d.Errf("queue_size must be at least 1, got 0 (omit it for the default %d)", exporter.DefaultQueueSize)
+			}
 		case "queue_bytes":
 			err = intArg(d, &ec.QueueBytes)
+		case "max_traces":
+			err = intArg(d, &ec.MaxTraces)
+		case "max_bytes":
+			err = intArg(d, &ec.MaxBytes)
 		case "flush_interval":
 			err = durationArg(d, &ec.FlushInterval)
 		case "timeout":
@@ -461,7 +478,7 @@ func parseExporter(d *caddyfile.Dispenser) (*ExporterConfig, error) {
 			}
 			ec.UseEnvProxy = true
 		default:
-			err = d.Errf("unknown exporter option %q (allowed: batch_size, flush_interval, queue_size, queue_bytes, drop, timeout, max_retry_time, flush_timeout, compression, header, use_env_proxy, tls, instance, token, keepalive)", opt)
+			err = d.Errf("unknown exporter option %q (allowed: batch_size, flush_interval, queue_size, queue_bytes, drop, timeout, max_retry_time, flush_timeout, compression, header, use_env_proxy, tls, instance, token, keepalive, max_traces, max_bytes)", opt)
 		}
 		if err != nil {
 			return nil, err

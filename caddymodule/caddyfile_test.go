@@ -72,7 +72,7 @@ func TestBadConfigIsRefusedNamingTheOption(t *testing.T) {
 		{"bad zipkin url", `{"exporters":[{"type":"zipkin","url":"127.0.0.1:9411"}]}`, `exporter zipkin: url must be an absolute http(s) URL, got "127.0.0.1:9411"`},
 		{"zipkin ftp url", `{"exporters":[{"type":"zipkin","url":"ftp://h/x"}]}`, `exporter zipkin: url must be an absolute http(s) URL`},
 		{"bad skywalking url", `{"exporters":[{"type":"skywalking","url":"tcp://h:1"}]}`, `exporter skywalking: url must be grpc://host:port or http(s)://host:port`},
-		{"unknown exporter", `{"exporters":[{"type":"jaeger","url":"http://h"}]}`, `exporter type must be one of zipkin, skywalking, log; got "jaeger"`},
+		{"unknown exporter", `{"exporters":[{"type":"jaeger","url":"http://h"}]}`, `exporter type must be one of zipkin, skywalking, log, memory; got "jaeger"`},
 		{"negative queue", `{"exporters":[{"type":"log","queue_size":-1}]}`, "exporter log: queue_size must not be negative, got -1"},
 		{"negative batch", `{"exporters":[{"type":"log","batch_size":-5}]}`, "exporter log: batch_size must not be negative, got -5"},
 		{"negative timeout", `{"exporters":[{"type":"log","timeout":-1}]}`, "exporter log: timeout must not be negative"},
@@ -98,7 +98,7 @@ func TestBadCaddyfileIsRefusedNamingTheOption(t *testing.T) {
 		{"unknown option", "tracingproxy {\n\tsample 0.1\n}", `unknown tracingproxy option "sample"`},
 		{"ratio not a number", "tracingproxy {\n\tsample_ratio lots\n}", `sample_ratio must be a number between 0 and 1, got "lots"`},
 		{"exporter without url", "tracingproxy {\n\texporter zipkin\n}", "exporter zipkin needs a url"},
-		{"unknown exporter type", "tracingproxy {\n\texporter otlp http://x\n}", `exporter type must be one of zipkin, skywalking, log; got "otlp"`},
+		{"unknown exporter type", "tracingproxy {\n\texporter otlp http://x\n}", `exporter type must be one of zipkin, skywalking, log, memory; got "otlp"`},
 		{"negative size", "tracingproxy {\n\texporter log {\n\t\tqueue_size -3\n\t}\n}", "queue_size must not be negative, got -3"},
 		{"bad duration", "tracingproxy {\n\texporter log {\n\t\tflush_interval soon\n\t}\n}", `flush_interval must be a duration such as 500ms or 5s, got "soon"`},
 		{"unknown exporter option", "tracingproxy {\n\texporter log {\n\t\tretries 3\n\t}\n}", `unknown exporter option "retries"`},
@@ -132,8 +132,8 @@ func TestDefaults(t *testing.T) {
 	if got := formatNames(h.prop.prop.InjectFormats()); got != "w3c,b3" {
 		t.Errorf("inject %s, want w3c,b3", got)
 	}
-	if len(h.queues) != 1 || h.queues[0].name != "log" {
-		t.Errorf("exporters %v, want the log exporter by default", h.Exporters)
+	if len(h.queues) != 2 || h.queues[0].name != "memory" || h.queues[1].name != "log" {
+		t.Errorf("exporters %v, want the memory and log exporters by default", h.Exporters)
 	}
 	if got := h.sampler.Description(); !strings.Contains(got, "ratio(1)") {
 		t.Errorf("sampler %s, want parent-based ratio 1", got)

@@ -1,8 +1,10 @@
 package caddymodule
 
 import (
+	"cmp"
 	"fmt"
 	"net/url"
+	"strings"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -10,6 +12,7 @@ import (
 
 	"github.com/tracingproxy/tracingproxy/exporter"
 	"github.com/tracingproxy/tracingproxy/exporter/httpexport"
+	"github.com/tracingproxy/tracingproxy/exporter/memory"
 	"github.com/tracingproxy/tracingproxy/exporter/skywalking"
 	"github.com/tracingproxy/tracingproxy/exporter/zipkin"
 )
@@ -19,11 +22,13 @@ const (
 	exporterZipkin     = "zipkin"
 	exporterSkyWalking = "skywalking"
 	exporterLog        = "log"
+	exporterMemory     = "memory"
 )
 
 // ExporterConfig configures one exporter and its queue.
 type ExporterConfig struct {
-	// Type is zipkin, skywalking or log.
+	// Type is zipkin, skywalking, log or memory (the process's trace store,
+	// read by tracingproxy_ui).
 	Type string `json:"type"`
 	// URL is the backend: for zipkin the spans endpoint, e.g.
 	// http://127.0.0.1:9411/api/v2/spans; for skywalking
@@ -72,6 +77,13 @@ type ExporterConfig struct {
 	KeepAlive caddy.Duration `json:"keepalive,omitempty"`
 	// TLS configures TLS to the backend.
 	TLS *TLSConfig `json:"tls,omitempty"`
+
+	// MaxTraces bounds the traces the memory exporter's store keeps; the
+	// oldest go first. Default: 10000.
+	MaxTraces int `json:"max_traces,omitempty"`
+	// MaxBytes bounds the estimated bytes the memory store keeps. Default:
+	// 64 MiB.
+	MaxBytes int `json:"max_bytes,omitempty"`
 }
 
 // TLSConfig configures TLS from an exporter to its backend.
@@ -89,6 +101,21 @@ type TLSConfig struct {
 
 const defaultFlushTimeout = 5 * time.Second
 
+// zipkinSpansPath is the Zipkin collector's v2 spans endpoint.
+const zipkinSpansPath = "/api/v2/spans"
+
+// warnings returns what is accepted but likely wrong in the exporter's
+// configuration, for the log at load time.
+func (ec *ExporterConfig) warnings() []string {
+	var w []string
+	if ec.Type == exporterZipkin {
+		if u, err := url.Parse(ec.URL); err == nil && !strings.HasSuffix(u.Path, zipkinSpansPath) {
+			w = append(w, fmt.Sprintf("exporter zipkin: url path %q does not end in %s, where Zipkin collectors take spans", u.Path, zipkinSpansPath))
+		}
+	}
+	return w
+}
+
 // validate checks the exporter's configuration, naming the option at fault.
 func (ec *ExporterConfig) validate() error {
 	switch ec.Type {
@@ -96,21 +123,33 @@ func (ec *ExporterConfig) validate() error {
 		if err := checkHTTPURL(ec.URL); err != nil {
 			return fmt.Errorf("exporter zipkin: %w", err)
 		}
+		if u, _ := url.Parse(ec.URL); u.Path == "" || u.Path == "/" {
+			return fmt.Errorf("exporter zipkin: url must name the spans endpoint, e.g. %s://%s%s, got %q", u.Scheme, u.Host, zipkinSpansPath, ec.URL)
+		}
 	case exporterSkyWalking:
 		u, err := url.Parse(ec.URL)
 		if err != nil || u.Host == "" || (u.Scheme != "grpc" && u.Scheme != "grpcs" && u.Scheme != "http" && u.Scheme != "https") {
 			return fmt.Errorf("exporter skywalking: url must be grpc://host:port or http(s)://host:port, got %q", httpexport.Redact(ec.URL))
 		}
-	case exporterLog:
+	case exporterLog, exporterMemory:
 		if ec.URL != "" {
-			return fmt.Errorf("exporter log takes no url, got %q", httpexport.Redact(ec.URL))
+			return fmt.Errorf("exporter %s takes no url, got %q", ec.Type, httpexport.Redact(ec.URL))
 		}
 	default:
-		return fmt.Errorf("exporter type must be one of zipkin, skywalking, log; got %q", ec.Type)
+		return fmt.Errorf("exporter type must be one of zipkin, skywalking, log, memory; got %q", ec.Type)
+	}
+	if ec.Type != exporterMemory && (ec.MaxTraces != 0 || ec.MaxBytes != 0) {
+		return fmt.Errorf("exporter %s: max_traces and max_bytes are options of the memory exporter", ec.Type)
+	}
+	if ec.MaxTraces < 0 || ec.MaxBytes < 0 {
+		return fmt.Errorf("exporter memory: max_traces and max_bytes must not be negative, got %d and %d", ec.MaxTraces, ec.MaxBytes)
 	}
 	qc := ec.queueConfig()
 	if err := qc.Validate(); err != nil {
 		return fmt.Errorf("exporter %s: %w", ec.Type, err)
+	}
+	if size := cmp.Or(ec.QueueSize, exporter.DefaultQueueSize); ec.BatchSize > size {
+		return fmt.Errorf("exporter %s: batch_size must not exceed queue_size (%d), got %d", ec.Type, size, ec.BatchSize)
 	}
 	switch {
 	case ec.MaxRetryTime < 0:
@@ -125,14 +164,14 @@ func (ec *ExporterConfig) validate() error {
 	if ec.Type != exporterSkyWalking && (ec.Token != "" || ec.KeepAlive != 0 || ec.Instance != "") {
 		return fmt.Errorf("exporter %s: instance, token and keepalive are SkyWalking options", ec.Type)
 	}
-	if ec.Type == exporterLog && (len(ec.Headers) > 0 || ec.UseEnvProxy || ec.Compression == "gzip") {
-		return fmt.Errorf("exporter log: header, use_env_proxy and compression are options of network exporters")
+	if local := ec.Type == exporterLog || ec.Type == exporterMemory; local && (len(ec.Headers) > 0 || ec.UseEnvProxy || ec.Compression == "gzip") {
+		return fmt.Errorf("exporter %s: header, use_env_proxy and compression are options of network exporters", ec.Type)
 	}
 	if ec.Type == exporterSkyWalking && ec.Compression == "gzip" {
 		return fmt.Errorf("exporter skywalking: compression is an option of the zipkin exporter")
 	}
-	if ec.Type == exporterLog && ec.TLS != nil {
-		return fmt.Errorf("exporter log: tls is an option of network exporters")
+	if (ec.Type == exporterLog || ec.Type == exporterMemory) && ec.TLS != nil {
+		return fmt.Errorf("exporter %s: tls is an option of network exporters", ec.Type)
 	}
 	if t := ec.TLS; t != nil && (t.Cert == "") != (t.Key == "") {
 		return fmt.Errorf("exporter %s: tls cert and key must be given together", ec.Type)
@@ -148,7 +187,15 @@ func checkHTTPURL(s string) error {
 	return nil
 }
 
+// memoryFlushInterval is the memory exporter's default flush interval:
+// short, so a trace shows in the UI as soon as its request ends.
+const memoryFlushInterval = 100 * time.Millisecond
+
 func (ec *ExporterConfig) queueConfig() exporter.QueueConfig {
+	flush := time.Duration(ec.FlushInterval)
+	if flush == 0 && ec.Type == exporterMemory {
+		flush = memoryFlushInterval
+	}
 	bytes := ec.QueueBytes
 	if bytes == 0 {
 		bytes = exporter.DefaultQueueBytes
@@ -158,7 +205,7 @@ func (ec *ExporterConfig) queueConfig() exporter.QueueConfig {
 		Bytes:         bytes,
 		Drop:          ec.Drop,
 		BatchSize:     ec.BatchSize,
-		FlushInterval: time.Duration(ec.FlushInterval),
+		FlushInterval: flush,
 		Timeout:       time.Duration(ec.Timeout),
 		MaxRetryTime:  time.Duration(ec.MaxRetryTime),
 	}
@@ -220,6 +267,9 @@ func (ec *ExporterConfig) newExporter(h *Handler) (exporter.Exporter, error) {
 			cfg.TLS = &skywalking.TLSConfig{CA: t.CA, Cert: t.Cert, Key: t.Key, ServerName: t.ServerName, InsecureSkipVerify: t.InsecureSkipVerify}
 		}
 		return skywalking.New(cfg)
+	case exporterMemory:
+		traceStore.SetLimits(ec.MaxTraces, ec.MaxBytes)
+		return memory.NewExporter(traceStore), nil
 	default:
 		logger := backgroundLogger().Named("spans")
 		return zipkin.NewLog(func(line []byte) {

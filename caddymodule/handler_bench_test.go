@@ -142,3 +142,24 @@ type passThrough struct{}
 func (passThrough) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
 	return next.ServeHTTP(w, r)
 }
+
+// BenchmarkHandlerMemoryExporter is the sampled handler with the memory
+// exporter's real pooled queue (its worker converts and stores every record
+// on another goroutine) beside the discarding queue of BenchmarkHandler, in
+// the same run.
+func BenchmarkHandlerMemoryExporter(b *testing.B) {
+	b.Run("discard", func(b *testing.B) {
+		benchHandler(b, ourHandler(b, `{}`), benchTraceparent)
+	})
+	b.Run("memory", func(b *testing.B) {
+		h, err := provision(b, `{"exporters":[{"type":"memory","max_traces":1000}]}`)
+		if err != nil {
+			b.Fatal(err)
+		}
+		benchHandler(b, h, benchTraceparent)
+		b.StopTimer()
+		if st := traceStore.Stats(); st.Traces > 1000 {
+			b.Fatalf("store beyond its bound: %+v", st)
+		}
+	})
+}

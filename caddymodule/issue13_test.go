@@ -14,6 +14,7 @@ import (
 	"time"
 	"unsafe"
 
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
 	"github.com/tracingproxy/tracingproxy/exporter"
@@ -125,4 +126,66 @@ func caddyDuration(d time.Duration) string {
 		return fmt.Sprintf("%ds", d/time.Second)
 	}
 	return fmt.Sprintf("%dms", d/time.Millisecond)
+}
+
+// Item 6: configurations that used to be accepted and then failed at run
+// time are refused at load, naming the option.
+func TestIssue13RefusedAtLoad(t *testing.T) {
+	for _, tc := range []struct{ name, in, want string }{
+		{"empty service_name", "tracingproxy {\n\tservice_name \"\"\n}", "service_name must not be empty"},
+		{"queue_size 0", "tracingproxy {\n\texporter log {\n\t\tqueue_size 0\n\t}\n}", "queue_size must be at least 1, got 0"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var h Handler
+			err := h.UnmarshalCaddyfile(caddyfile.NewTestDispenser(tc.in))
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("error %v, want one containing %q", err, tc.want)
+			}
+		})
+	}
+	for _, tc := range []struct{ name, json, want string }{
+		{"batch over queue", `{"exporters":[{"type":"log","queue_size":10,"batch_size":20}]}`, "exporter log: batch_size must not exceed queue_size (10), got 20"},
+		{"batch over default queue", `{"exporters":[{"type":"log","batch_size":10000}]}`, "batch_size must not exceed queue_size (8192), got 10000"},
+		{"zipkin without path", `{"exporters":[{"type":"zipkin","url":"http://127.0.0.1:9411"}]}`, "exporter zipkin: url must name the spans endpoint, e.g. http://127.0.0.1:9411/api/v2/spans"},
+		{"zipkin at root", `{"exporters":[{"type":"zipkin","url":"http://127.0.0.1:9411/"}]}`, "url must name the spans endpoint"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := provision(t, tc.json)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("error %v, want one containing %q", err, tc.want)
+			}
+		})
+	}
+	// Another path is accepted (a gateway may route it) with a warning.
+	ec := &ExporterConfig{Type: exporterZipkin, URL: "http://127.0.0.1:9411/zipkin"}
+	if err := ec.validate(); err != nil {
+		t.Fatal(err)
+	}
+	if w := ec.warnings(); len(w) != 1 || !strings.Contains(w[0], "does not end in /api/v2/spans") {
+		t.Errorf("warnings %q, want one about the path", w)
+	}
+	ec.URL = "http://127.0.0.1:9411/api/v2/spans"
+	if w := ec.warnings(); len(w) != 0 {
+		t.Errorf("warnings %q for the spans endpoint", w)
+	}
+}
+
+// Issue 11 item 4: a bad second exporter is refused before the first
+// exporter's queue and worker start.
+func TestIssue13AllExportersValidatedBeforeAnyStarts(t *testing.T) {
+	dead := deadPort(t)
+	started := 0
+	saved := newQueue
+	newQueue = func(exp exporter.Exporter, cfg exporter.QueueConfig) *exporter.Queue {
+		started++
+		return saved(exp, cfg)
+	}
+	t.Cleanup(func() { newQueue = saved })
+	_, err := provision(t, fmt.Sprintf(`{"exporters":[{"type":"zipkin","url":"http://%s/api/v2/spans"},{"type":"log","queue_size":-1}]}`, dead))
+	if err == nil || !strings.Contains(err.Error(), "queue_size must not be negative") {
+		t.Fatalf("error %v, want the second exporter's queue_size refused", err)
+	}
+	if started != 0 {
+		t.Errorf("%d queues started for a refused configuration: the first exporter's worker ran", started)
+	}
 }

@@ -208,14 +208,24 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	}
 
 	if len(h.Exporters) == 0 {
-		h.Exporters = []*ExporterConfig{{Type: exporterLog}}
+		// The default shows what a first run traced two ways: in
+		// tracingproxy_ui (where one is mounted) and on the log.
+		h.Exporters = []*ExporterConfig{{Type: exporterMemory}, {Type: exporterLog}}
 	}
 	h.metrics = registerMetrics(ctx)
 	h.state = new(handlerState)
+	// Every exporter is checked before the first queue or worker starts.
 	for _, ec := range h.Exporters {
 		if err := ec.validate(); err != nil {
 			return err
 		}
+	}
+	for _, ec := range h.Exporters {
+		for _, w := range ec.warnings() {
+			h.logger.Warn(w)
+		}
+	}
+	for _, ec := range h.Exporters {
 		if ec.Type == exporterSkyWalking {
 			h.segments = true
 		}

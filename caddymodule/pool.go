@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -55,6 +56,9 @@ func (p *pooledQueue) release() error {
 // rather than a configuration's.
 func backgroundLogger() *zap.Logger { return caddy.Log().Named("http.handlers.tracingproxy") }
 
+// newQueue starts an exporter's queue and worker; tests count the calls.
+var newQueue = exporter.NewQueue
+
 // acquireQueue returns the pooled queue for ec, creating it on first use.
 func acquireQueue(ec *ExporterConfig, h *Handler) (*pooledQueue, error) {
 	key, err := ec.poolKey(h)
@@ -70,8 +74,14 @@ func acquireQueue(ec *ExporterConfig, h *Handler) (*pooledQueue, error) {
 		logger := backgroundLogger().With(zap.String("exporter", name))
 		qc := ec.queueConfig()
 		dl := &dropLogger{logger: logger, every: time.Minute}
+		// The first failure after a success (or after start) is a
+		// warning, so a dead collector shows at once; the retries that
+		// follow are debug until the next success.
+		var failing atomic.Bool
 		qc.OnError = func(err error) {
-			if c := logger.Check(zap.DebugLevel, "export attempt failed"); c != nil {
+			if !failing.Swap(true) {
+				logger.Warn("export failed; retrying until max_retry_time, then dropping", zap.Error(err))
+			} else if c := logger.Check(zap.DebugLevel, "export attempt failed"); c != nil {
 				c.Write(zap.Error(err))
 			}
 			dl.noteError(err)
@@ -79,8 +89,14 @@ func acquireQueue(ec *ExporterConfig, h *Handler) (*pooledQueue, error) {
 		qc.OnDrop = func(reason string, records, spans int) {
 			dl.note(reason, records, spans)
 		}
-		qc.OnExport = observeExport(name)
-		q := exporter.NewQueue(exp, qc)
+		observe := observeExport(name)
+		qc.OnExport = func(d time.Duration, records, spans int, err error) {
+			if err == nil {
+				failing.Store(false)
+			}
+			observe(d, records, spans, err)
+		}
+		q := newQueue(exp, qc)
 		return &pooledQueue{key: key, name: name, q: q, flushTimeout: ec.flushTimeout(), drops: dl}, nil
 	})
 	if err != nil {

@@ -52,3 +52,27 @@ func IsRetryable(err error) (bool, time.Duration) {
 	}
 	return false, 0
 }
+
+// PartialError reports a batch the backend accepted except for Rejected of
+// its spans (OTLP partial success). The Queue counts the batch's records as
+// exported and the rejected spans as dropped with ReasonPartialRejected; it
+// does not retry.
+type PartialError struct {
+	Rejected int
+	Message  string
+}
+
+// Error describes the partial success.
+func (e *PartialError) Error() string {
+	return fmt.Sprintf("backend rejected %d spans: %s", e.Rejected, e.Message)
+}
+
+// IsPartial reports whether err is a partial success, and how many spans
+// were rejected.
+func IsPartial(err error) (int, bool) {
+	var pe *PartialError
+	if errors.As(err, &pe) {
+		return pe.Rejected, true
+	}
+	return 0, false
+}

@@ -23,6 +23,10 @@ const (
 	ReasonRejected       = "rejected"        // the backend refused the batch for good
 	ReasonEncodeError    = "encode_error"    // the batch could not be encoded
 	ReasonShutdown       = "shutdown"        // still queued when the flush deadline passed
+	// ReasonPartialRejected counts the spans a backend took the batch
+	// without (OTLP partial success, rejected_spans); the batch's records
+	// count as exported.
+	ReasonPartialRejected = "partial_rejected"
 )
 
 // Indexes of the drop reasons in the Queue's counters.
@@ -32,10 +36,11 @@ const (
 	dropRejected
 	dropEncodeError
 	dropShutdown
+	dropPartialRejected
 	numDropReasons
 )
 
-var dropReasons = [numDropReasons]string{ReasonQueueFull, ReasonRetryExhausted, ReasonRejected, ReasonEncodeError, ReasonShutdown}
+var dropReasons = [numDropReasons]string{ReasonQueueFull, ReasonRetryExhausted, ReasonRejected, ReasonEncodeError, ReasonShutdown, ReasonPartialRejected}
 
 // ErrQueueClosed is returned by ForceFlush after Shutdown.
 var ErrQueueClosed = errors.New("exporter queue is shut down")
@@ -356,6 +361,23 @@ func (q *Queue) settle(reason int) {
 	}
 }
 
+// settlePartial accounts for a batch the backend took without rejected of
+// its spans: every record exported, the rejected spans dropped.
+func (q *Queue) settlePartial(rejected int) {
+	q.mu.Lock()
+	records, spans := q.flightRecords, q.flightSpans
+	q.flightRecords, q.flightSpans = 0, 0
+	q.mu.Unlock()
+	if records == 0 {
+		return
+	}
+	rejected = min(rejected, spans)
+	q.exportedRecords.Add(uint64(records))
+	q.exportedSpans.Add(uint64(spans - rejected))
+	q.lastSuccess.Store(q.clk.now().UnixNano())
+	q.drop(dropPartialRejected, 0, rejected)
+}
+
 func (q *Queue) drop(reason, records, spans int) {
 	q.dropped[reason].Add(uint64(records))
 	q.droppedSpans[reason].Add(uint64(spans))
@@ -443,6 +465,13 @@ func (q *Queue) export(batch []*Record) {
 		err := q.attempt(batch, spans)
 		if err == nil {
 			q.settle(-1)
+			return
+		}
+		if n, ok := IsPartial(err); ok {
+			q.settlePartial(min(n, spans))
+			if q.cfg.OnError != nil {
+				q.cfg.OnError(err)
+			}
 			return
 		}
 		q.failures.Add(1)

@@ -27,7 +27,8 @@ func init() {
 Starts a small upstream service, a Zipkin-compatible span receiver and
 tracingproxy in front of the service, all on 127.0.0.1. It then sends three
 requests (a W3C caller, a B3 caller, a caller with no trace) and prints what
-the upstream received and the spans the proxy exported. With --keep it stays
+the upstream received and the spans the proxy exported. The same traces are
+shown as a waterfall by the UI whose address it prints first. With --keep it stays
 up so you can send your own requests with curl.
 `,
 		CobraFunc: func(cmd *cobra.Command) {
@@ -46,7 +47,7 @@ func cmdDemo(fs caddycmd.Flags) (int, error) {
 		return caddy.ExitCodeFailedStartup, err
 	}
 	if fs.Bool("keep") {
-		fmt.Printf("\nStill running: curl -i http://%s/ (Ctrl-C to stop)\n", from)
+		fmt.Printf("\nStill running: curl -i http://%s/ and watch the UI (Ctrl-C to stop)\n", from)
 		select {}
 	}
 	return caddy.ExitCodeSuccess, caddy.Stop()
@@ -90,9 +91,15 @@ func runDemo(out io.Writer) (string, error) {
 	}
 	from := l.Addr().String()
 	l.Close()
+	ul, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	ui := ul.Addr().String()
+	ul.Close()
 
 	o := proxyOptions{from: from, to: up, service: "demo-service", zipkin: "http://" + zipkin + "/api/v2/spans",
-		inject: "w3c,b3,sw8", responseHeaders: true}
+		inject: "w3c,b3,sw8", responseHeaders: true, ui: ui}
 	cf, err := o.caddyfile()
 	if err != nil {
 		return "", err
@@ -104,6 +111,7 @@ func runDemo(out io.Writer) (string, error) {
 	if err := caddy.Load(cfgJSON, true); err != nil {
 		return "", err
 	}
+	fmt.Fprintf(out, "traces (waterfall UI and Zipkin's query API): %s\n", o.uiURL())
 	fmt.Fprintf(out, "upstream service on %s, span receiver on %s, tracingproxy on %s\n\nCaddyfile:\n%s\n", up, zipkin, from, cf)
 
 	calls := []struct {
@@ -149,6 +157,7 @@ func runDemo(out io.Writer) (string, error) {
 		enc.Encode(s)
 	}
 	mu.Unlock()
+	fmt.Fprintf(out, "\n---- the same traces as a waterfall: %s\n", o.uiURL())
 	return from, nil
 }
 

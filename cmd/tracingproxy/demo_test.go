@@ -3,8 +3,10 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/caddyserver/caddy/v2"
 )
@@ -29,6 +31,7 @@ func TestDemo(t *testing.T) {
 		}
 	}
 	_, spans, _ := strings.Cut(text, "(Zipkin v2 JSON):\n")
+	spans, _, _ = strings.Cut(spans, "\n---- the same traces")
 	kinds := map[string]int{}
 	for _, line := range strings.Split(strings.TrimSpace(spans), "\n") {
 		var s struct{ Kind, TraceID string }
@@ -39,5 +42,27 @@ func TestDemo(t *testing.T) {
 	}
 	if kinds["SERVER"] != 3 || kinds["CLIENT"] != 3 {
 		t.Errorf("spans by kind %v, want 3 SERVER and 3 CLIENT", kinds)
+	}
+
+	// The UI's address comes first, and its API holds the demo's traces.
+	first, _, _ := strings.Cut(text, "\n")
+	ui, ok := strings.CutPrefix(first, "traces (waterfall UI and Zipkin's query API): ")
+	if !ok || !strings.HasPrefix(ui, "http://127.0.0.1:") {
+		t.Fatalf("first line %q does not give the UI's URL", first)
+	}
+	var traces [][]struct{ Kind string }
+	deadline := time.Now().Add(5 * time.Second)
+	for len(traces) < 3 && time.Now().Before(deadline) {
+		res, err := http.Get(ui + "api/v2/traces?serviceName=demo-service&limit=10")
+		if err != nil {
+			t.Fatal(err)
+		}
+		traces = nil
+		json.NewDecoder(res.Body).Decode(&traces)
+		res.Body.Close()
+		time.Sleep(20 * time.Millisecond)
+	}
+	if len(traces) != 3 {
+		t.Fatalf("UI API has %d demo traces, want 3", len(traces))
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"os"
 	"strconv"
 	"strings"
 
@@ -18,14 +19,16 @@ import (
 func init() {
 	caddycmd.RegisterCommand(caddycmd.Command{
 		Name:  "proxy",
-		Usage: "--from <addr> --to <upstream> [--service <name>] [--zipkin <url>] [--skywalking <url>] [--sample <0..1>] [--extract w3c,b3] [--inject w3c,b3] [--response-headers] [--admin <addr>] [--print-config] [--debug]",
+		Usage: "--from <addr> --to <upstream> [--service <name>] [--zipkin <url>] [--skywalking <url>] [--sample <0..1>] [--extract w3c,b3] [--inject w3c,b3] [--response-headers] [--ui <addr>|off] [--admin <addr>] [--print-config] [--debug]",
 		Short: "Trace an HTTP service without touching it",
 		Long: `
 Serves plain HTTP on --from and proxies every request to --to, tracing each
 hop: it continues the caller's trace (W3C, B3, ...) or starts one, records a
 SERVER and a CLIENT span, passes the context on to the upstream, and exports
 the spans to Zipkin (--zipkin) or SkyWalking (--skywalking). With neither,
-spans are written to the log on stderr.
+spans are kept in memory and shown by a waterfall UI (and Zipkin's query
+API) on --ui, by default http://127.0.0.1:9412/, and written to the log on
+stderr.
 
 No automatic HTTPS; no admin endpoint unless --admin is given. --print-config
 prints the equivalent Caddyfile and exits: a starting point for a real
@@ -41,6 +44,7 @@ deployment.
 			cmd.Flags().String("extract", "", "Formats read, in precedence order, comma-separated (default w3c,b3,sw8)")
 			cmd.Flags().String("inject", "", "Formats written upstream, comma-separated (default w3c,b3; w3c,b3,sw8 with --skywalking)")
 			cmd.Flags().Bool("response-headers", false, "Tell clients their trace: Server-Timing and X-Trace-Id")
+			cmd.Flags().String("ui", "", "Serve the trace UI and Zipkin's query API here (default "+defaultUI+" when no exporter is given; off to disable)")
 			cmd.Flags().String("admin", "", "Serve Caddy's admin API (and /metrics) on this address")
 			cmd.Flags().Bool("print-config", false, "Print the equivalent Caddyfile and exit")
 			cmd.Flags().Bool("debug", false, "Enable debug logs")
@@ -52,7 +56,40 @@ deployment.
 // proxyOptions are the flags of the proxy subcommand.
 type proxyOptions struct {
 	from, to, service, zipkin, skywalking, sample, extract, inject, admin string
-	responseHeaders, debug                                                bool
+	// ui is where the trace UI listens: empty for the default, "off" for
+	// none.
+	ui                     string
+	responseHeaders, debug bool
+}
+
+// defaultUI is where the trace UI listens when no exporter is given.
+const defaultUI = "127.0.0.1:9412"
+
+// uiAddr is where the trace UI listens, "" for nowhere: by default only
+// when no exporter is given, for then the UI is the only place to see spans.
+func (o *proxyOptions) uiAddr() string {
+	switch {
+	case o.ui == "off":
+		return ""
+	case o.ui != "":
+		return o.ui
+	case o.zipkin == "" && o.skywalking == "":
+		return defaultUI
+	}
+	return ""
+}
+
+// uiURL is the trace UI's address for a browser, "" when there is none.
+func (o *proxyOptions) uiURL() string {
+	addr := o.uiAddr()
+	if addr == "" {
+		return ""
+	}
+	host, port, _ := net.SplitHostPort(addr)
+	if host == "" || host == "0.0.0.0" || host == "::" {
+		host = "127.0.0.1"
+	}
+	return "http://" + net.JoinHostPort(host, port) + "/"
 }
 
 func cmdProxy(fs caddycmd.Flags) (int, error) {
@@ -60,7 +97,7 @@ func cmdProxy(fs caddycmd.Flags) (int, error) {
 		from: fs.String("from"), to: fs.String("to"), service: fs.String("service"),
 		zipkin: fs.String("zipkin"), skywalking: fs.String("skywalking"), sample: fs.String("sample"),
 		extract: fs.String("extract"), inject: fs.String("inject"), admin: fs.String("admin"),
-		responseHeaders: fs.Bool("response-headers"), debug: fs.Bool("debug"),
+		responseHeaders: fs.Bool("response-headers"), debug: fs.Bool("debug"), ui: fs.String("ui"),
 	}
 	cf, err := o.caddyfile()
 	if err != nil {
@@ -82,7 +119,10 @@ func cmdProxy(fs caddycmd.Flags) (int, error) {
 	if err := caddy.Load(cfgJSON, true); err != nil {
 		return caddy.ExitCodeFailedStartup, err
 	}
-	caddy.Log().Info("tracingproxy proxying", zap.String("from", o.from), zap.String("to", o.to))
+	if u := o.uiURL(); u != "" {
+		fmt.Fprintf(os.Stderr, "tracingproxy: traces at %s\n", u)
+	}
+	caddy.Log().Info("tracingproxy proxying", zap.String("from", o.from), zap.String("to", o.to), zap.String("ui", o.uiURL()))
 	select {}
 }
 
@@ -102,6 +142,15 @@ func (o *proxyOptions) caddyfile() (string, error) {
 		f, err := strconv.ParseFloat(o.sample, 64)
 		if err != nil || f < 0 || f > 1 {
 			return "", fmt.Errorf("--sample must be a number between 0 and 1, got %q", o.sample)
+		}
+	}
+	var uiHost, uiPort string
+	if addr := o.uiAddr(); addr != "" {
+		if uiHost, uiPort, err = net.SplitHostPort(addr); err != nil {
+			return "", fmt.Errorf("--ui must be host:port, :port or off, got %q", o.ui)
+		}
+		if p, err := strconv.Atoi(uiPort); err != nil || p <= 0 || p > 65535 || uiPort == port {
+			return "", fmt.Errorf("--ui port must be a number from 1 to 65535 other than --from's, got %q", uiPort)
 		}
 	}
 	for _, u := range []struct{ flag, val string }{{"--zipkin", o.zipkin}, {"--skywalking", o.skywalking}} {
@@ -170,9 +219,20 @@ func (o *proxyOptions) caddyfile() (string, error) {
 	if o.skywalking != "" {
 		fmt.Fprintf(&b, "\t\texporter skywalking %s\n", quote(o.skywalking))
 	}
+	if uiPort != "" && (o.zipkin != "" || o.skywalking != "") {
+		// With no exporter line the handler keeps spans in memory anyway.
+		b.WriteString("\t\texporter memory\n")
+	}
 	b.WriteString("\t}\n")
 	fmt.Fprintf(&b, "\treverse_proxy %s\n", quote(o.to))
 	b.WriteString("}\n")
+	if uiPort != "" {
+		fmt.Fprintf(&b, "\n# The trace UI and Zipkin's query API (loopback clients only).\nhttp://:%s {\n", uiPort)
+		if uiHost != "" {
+			fmt.Fprintf(&b, "\tbind %s\n", quote(uiHost))
+		}
+		b.WriteString("\ttracingproxy_ui\n}\n")
+	}
 	return b.String(), nil
 }
 

@@ -70,10 +70,34 @@ func TestProxyCommandConfig(t *testing.T) {
 			t.Errorf("Caddyfile lacks %q:\n%s", want, cf)
 		}
 	}
-	// With no exporter flag, spans go to the log.
-	cf, _ = adapt(t, proxyOptions{from: ":8080", to: "localhost:9000"})
+	if strings.Contains(cf, "tracingproxy_ui") {
+		t.Errorf("a UI was served though exporters were given and --ui was not:\n%s", cf)
+	}
+	// With no exporter flag, spans go to the handler's defaults (memory
+	// and log), and the UI is served on loopback.
+	o := proxyOptions{from: ":8080", to: "localhost:9000"}
+	cf, _ = adapt(t, o)
 	if strings.Contains(cf, "exporter") {
 		t.Errorf("an exporter was configured without a flag:\n%s", cf)
+	}
+	for _, want := range []string{"http://:9412 {", "bind 127.0.0.1", "tracingproxy_ui"} {
+		if !strings.Contains(cf, want) {
+			t.Errorf("Caddyfile lacks %q:\n%s", want, cf)
+		}
+	}
+	if got := o.uiURL(); got != "http://127.0.0.1:9412/" {
+		t.Errorf("UI URL %q", got)
+	}
+	// --ui next to an exporter keeps spans in memory too.
+	cf, _ = adapt(t, proxyOptions{from: ":8080", to: "localhost:9000", zipkin: "http://127.0.0.1:9411/api/v2/spans", ui: ":9999"})
+	for _, want := range []string{"exporter zipkin", "exporter memory", "http://:9999 {", "tracingproxy_ui"} {
+		if !strings.Contains(cf, want) {
+			t.Errorf("Caddyfile lacks %q:\n%s", want, cf)
+		}
+	}
+	cf, _ = adapt(t, proxyOptions{from: ":8080", to: "localhost:9000", ui: "off"})
+	if strings.Contains(cf, "tracingproxy_ui") {
+		t.Errorf("--ui off still serves the UI:\n%s", cf)
 	}
 }
 
@@ -109,6 +133,8 @@ func TestProxyCommandRefusesBadFlags(t *testing.T) {
 		{proxyOptions{from: ":http", to: "x:1"}, "--from port must be a number"},
 		{proxyOptions{from: ":8080", to: "x:1", sample: "2"}, "--sample must be a number between 0 and 1"},
 		{proxyOptions{from: ":8080", to: "x:1", zipkin: "localhost"}, "--zipkin must be an absolute URL"},
+		{proxyOptions{from: ":8080", to: "x:1", ui: "9412"}, "--ui must be host:port, :port or off"},
+		{proxyOptions{from: ":8080", to: "x:1", ui: ":8080"}, "--ui port must be a number from 1 to 65535 other than --from's"},
 	} {
 		if _, err := tc.o.caddyfile(); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%+v: error %v, want %q", tc.o, err, tc.want)

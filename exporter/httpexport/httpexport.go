@@ -310,6 +310,53 @@ func Host(raw string) string {
 	return u.Host
 }
 
+// Prepare sets on h, over the configured headers, what every export request
+// of an exporter carries: its Content-Type, `B3: 0` (so proxies do not trace
+// the tracer), a User-Agent naming tracingproxy unless one is configured,
+// and Content-Encoding: gzip when gzip is set. It returns the Gzipper to
+// pass to Send, nil without gzip.
+func Prepare(h http.Header, contentType, version string, gzip bool) *Gzipper {
+	h.Set("Content-Type", contentType)
+	h.Set("B3", "0")
+	if h.Get("User-Agent") == "" {
+		h.Set("User-Agent", UserAgent(version))
+	}
+	if !gzip {
+		h.Del("Content-Encoding")
+		return nil
+	}
+	h.Set("Content-Encoding", "gzip")
+	return &Gzipper{}
+}
+
+// Send is one export over HTTP: it compresses r.Body with gz when gz is not
+// nil, POSTs it, and maps the outcome to the exporter's error classes. A
+// transport error is retryable; a 2xx answer is success, or whatever
+// accepted makes of its body when accepted is not nil; any other status is
+// classified by retry. name ("zipkin", "otlp") starts every error message.
+func Send(ctx context.Context, client *http.Client, gz *Gzipper, r Request, name string, retry Policy, accepted func(body io.Reader) error) error {
+	if gz != nil {
+		var err error
+		if r.Body, err = gz.Compress(r.Body); err != nil {
+			return fmt.Errorf("%s gzip: %w", name, err)
+		}
+	}
+	resp, detach, err := Post(ctx, client, r)
+	defer detach()
+	if err != nil {
+		return exporter.Retryable(fmt.Errorf("%s export: %w", name, err), 0)
+	}
+	defer DrainClose(resp.Body)
+	if resp.StatusCode >= 200 && resp.StatusCode < 300 {
+		if accepted == nil {
+			return nil
+		}
+		return accepted(resp.Body)
+	}
+	err = fmt.Errorf("%s collector answered %s%s", name, resp.Status, Snippet(resp.Body))
+	return Classify(resp, retry, err)
+}
+
 // bodyGuard hands out readers of a reused buffer and cuts them off on
 // detach.
 type bodyGuard struct {

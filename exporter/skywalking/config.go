@@ -94,7 +94,7 @@ func (e endpoint) String() string {
 
 // parseAddress parses Config.Address.
 func parseAddress(s string) (endpoint, error) {
-	bad := fmt.Errorf("skywalking url must be grpc://host:port or http(s)://host:port, got %q", s)
+	bad := fmt.Errorf("skywalking url must be grpc://host:port or http(s)://host:port, got %q", httpexport.Redact(s))
 	u, err := url.Parse(s)
 	if err != nil || u.Host == "" || u.User != nil || u.RawQuery != "" || u.Fragment != "" || u.Opaque != "" || u.ForceQuery {
 		return endpoint{}, bad
@@ -133,7 +133,7 @@ func (c *Config) validate() (endpoint, error) {
 		return endpoint{}, err
 	}
 	if len(c.Headers) > 0 && ep.proto != protoHTTP {
-		return endpoint{}, fmt.Errorf("skywalking headers need an http(s):// url, got %q", c.Address)
+		return endpoint{}, fmt.Errorf("skywalking headers need an http(s):// url, got %q", httpexport.Redact(c.Address))
 	}
 	if _, _, err := httpexport.Headers("skywalking", c.Headers); err != nil {
 		return endpoint{}, err
@@ -144,7 +144,7 @@ func (c *Config) validate() (endpoint, error) {
 	case c.Instance == "":
 		return endpoint{}, errors.New("skywalking instance name must be set")
 	case c.TLS != nil && ep.proto == protoHTTP && !ep.tls:
-		return endpoint{}, fmt.Errorf("skywalking tls options need an https:// url, got %q", c.Address)
+		return endpoint{}, fmt.Errorf("skywalking tls options need an https:// url, got %q", httpexport.Redact(c.Address))
 	}
 	return ep, nil
 }

@@ -64,18 +64,7 @@ func New(cfg Config) (*Exporter, error) {
 		return nil, err
 	}
 	e := &Exporter{url: u.String(), header: hdr, host: host}
-	// The exporter's own headers win over configured ones.
-	e.header.Set("Content-Type", "application/json")
-	e.header.Set("B3", "0") // do not let proxies trace the tracer
-	if e.header.Get("User-Agent") == "" {
-		e.header.Set("User-Agent", httpexport.UserAgent(""))
-	}
-	if cfg.Gzip {
-		e.header.Set("Content-Encoding", "gzip")
-		e.gz = &httpexport.Gzipper{}
-	} else {
-		e.header.Del("Content-Encoding")
-	}
+	e.gz = httpexport.Prepare(e.header, "application/json", "", cfg.Gzip)
 	e.client = cfg.Client
 	if e.client == nil {
 		tc, err := cfg.TLS.Build()
@@ -97,25 +86,9 @@ func (e *Exporter) Export(ctx context.Context, batch []*exporter.Record) error {
 	if len(e.buf) == len("[]") {
 		return nil // no spans: nothing to send
 	}
-	body := e.buf
 	defer e.trim()
-	if e.gz != nil {
-		var err error
-		if body, err = e.gz.Compress(body); err != nil {
-			return fmt.Errorf("zipkin gzip: %w", err)
-		}
-	}
-	resp, detach, err := httpexport.Post(ctx, e.client, httpexport.Request{URL: e.url, Header: e.header, Host: e.host, Body: body})
-	defer detach()
-	if err != nil {
-		return exporter.Retryable(fmt.Errorf("zipkin export: %w", err), 0)
-	}
-	defer httpexport.DrainClose(resp.Body)
-	if resp.StatusCode >= 200 && resp.StatusCode < 300 {
-		return nil
-	}
-	err = fmt.Errorf("zipkin collector answered %s%s", resp.Status, httpexport.Snippet(resp.Body))
-	return httpexport.Classify(resp, httpexport.RetryTransient, err)
+	r := httpexport.Request{URL: e.url, Header: e.header, Host: e.host, Body: e.buf}
+	return httpexport.Send(ctx, e.client, e.gz, r, "zipkin", httpexport.RetryTransient, nil)
 }
 
 // trim drops buffers that grew past maxKeep.
