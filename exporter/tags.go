@@ -22,6 +22,12 @@ const (
 	TagUntrustedTraceID = "untrusted.trace_id"    // an untrusted caller's trace id, kept but not continued (SERVER span)
 	TagUntrustedSpanID  = "untrusted.span_id"     // an untrusted caller's span id (SERVER span)
 
+	// Tags of one upstream attempt (CLIENT span).
+	TagPeerAddress      = "peer.address"              // the upstream host:port the attempt went to
+	TagResendCount      = "http.request.resend_count" // the attempt number: 0 for the first, 1 for the first retry
+	TagErrorType        = "error.type"                // a failed attempt's low-cardinality reason: connection_refused, timeout, tls, reset, ...
+	TagConnectionReused = "network.connection.reused" // "true" when the attempt reused a kept-alive connection
+
 	// Prefixes of the recorded request and response header tags, followed
 	// by the lowercased header name.
 	TagRequestHeaderPrefix  = "http.request.header."
