@@ -184,6 +184,8 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 					h.ResponseHeaders.TraceResponse = true
 				case "to_untrusted":
 					h.ResponseHeaders.ToUntrusted = true
+				case "upstream_wins":
+					h.ResponseHeaders.UpstreamWins = true
 				case "trace_id":
 					if i+1 >= len(args) {
 						return d.Errf("response_headers trace_id needs a header name")
@@ -197,7 +199,7 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 					h.ResponseHeaders.TraceURL = &TraceURL{Header: args[i+1], Template: args[i+2]}
 					i += 2
 				default:
-					return d.Errf("unknown response_headers value %q (allowed: server_timing, traceresponse, trace_id <header-name>, trace_url <header-name> <template>, to_untrusted)", args[i])
+					return d.Errf("unknown response_headers value %q (allowed: server_timing, traceresponse, trace_id <header-name>, trace_url <header-name> <template>, to_untrusted, upstream_wins)", args[i])
 				}
 			}
 		case "record_query":

@@ -91,6 +91,7 @@ type Handler struct {
 	logger   *zap.Logger
 	metrics  *metrics
 	state    *handlerState
+	flights  *flights        // watched requests in flight
 	observe  func(*reqState) // Explain's view of a request; nil when serving
 	reqTags  []headerTag     // recorded request headers
 	respTags []headerTag     // recorded response headers
@@ -115,6 +116,10 @@ type ResponseHeaders struct {
 	// ToUntrusted also sends these headers to clients outside
 	// propagation trust. Default: only trusted clients get them.
 	ToUntrusted bool `json:"to_untrusted,omitempty"`
+	// UpstreamWins keeps the upstream's value where the upstream's response
+	// sets a header of the same name (or a Server-Timing "trace" metric).
+	// Default: ours replace the upstream's. The client never gets both.
+	UpstreamWins bool `json:"upstream_wins,omitempty"`
 }
 
 // TraceURL is a response header holding a link built from a template.
@@ -214,6 +219,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	}
 	h.metrics = registerMetrics(ctx)
 	h.state = new(handlerState)
+	h.flights = new(flights)
 	// Every exporter is checked before the first queue or worker starts.
 	for _, ec := range h.Exporters {
 		if err := ec.validate(); err != nil {
@@ -263,6 +269,13 @@ func (h *Handler) Validate() error {
 // configuration kept takes them; one that was stopped counts them as
 // dropped (reason shutdown).
 func (h *Handler) Cleanup() error {
+	if h.flights != nil && processExiting() {
+		// The process exits once its modules are cleaned up: requests
+		// that outlived the grace period will never return.
+		if n := h.flights.cutAll(h); n > 0 {
+			h.logger.Warn("requests cut at shutdown recorded", zap.Int("requests", n))
+		}
+	}
 	var errs []error
 	for _, pq := range h.queues {
 		if err := pq.release(); err != nil {

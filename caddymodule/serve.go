@@ -114,19 +114,32 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, next caddyhttp.H
 	// span; reverse_proxy copies the request headers upstream.
 	h.prop.inject(r, in, &t.out, &st.wr)
 
-	h.setResponseHeaders(w, t)
+	told := h.setResponseHeaders(w, t)
 	*ids = traceIDs{trace: t.out.TraceID, span: t.serverID}
 	annotate(r, ids)
 
 	if !watch {
-		return next.ServeHTTP(w, r)
+		if !told {
+			return next.ServeHTTP(w, r)
+		}
+		// The recorder only keeps the upstream's headers from doubling
+		// ours.
+		return next.ServeHTTP(&statusRecorder{ResponseWriterWrapper: caddyhttp.ResponseWriterWrapper{ResponseWriter: w}, settle: h.ResponseHeaders, sent: &t.resp}, r)
 	}
 
 	// Each upstream attempt reverse_proxy makes reports to st.att.
 	t.att = &st.att
 	r = r.WithContext(st.att.begin(r.Context(), &b.ctx))
 	sr := &statusRecorder{ResponseWriterWrapper: caddyhttp.ResponseWriterWrapper{ResponseWriter: w}}
+	if told {
+		sr.settle, sr.sent = h.ResponseHeaders, &t.resp
+	}
+	// Taken now: the request's variables change while next runs, and a
+	// shutdown may record the request before it returns.
+	t.peer = clientAddress(r)
 	callStart := now()
+	b.flight = flight{b: b, r: r, t: t, sr: sr, start: start, callStart: callStart}
+	h.flights.add(&b.flight)
 	done := false
 	defer func() {
 		if done {
@@ -136,13 +149,23 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, next caddyhttp.H
 		// with http.ErrAbortHandler. Record the failure, then let the
 		// panic go on unchanged.
 		p := recover()
-		h.finish(b, r, t, sr, fmt.Errorf("response aborted: %v", p), start, callStart, now())
+		h.land(b, fmt.Errorf("response aborted: %v", p), now())
 		panic(p)
 	}()
 	err := next.ServeHTTP(sr, r)
 	done = true
-	h.finish(b, r, t, sr, err, start, callStart, now())
+	h.land(b, err, now())
 	return err
+}
+
+// land finishes a watched request when next returns, unless a shutdown
+// recorded it already (see flights).
+func (h *Handler) land(b *recordBuf, err error, end time.Time) {
+	f := &b.flight
+	if !h.flights.remove(f) {
+		return
+	}
+	h.finish(b, f.r, f.t, f.sr, err, f.start, f.callStart, end)
 }
 
 // finish decides whether a watched request is exported (head-sampled, or
@@ -232,6 +255,8 @@ type hop struct {
 	out            headers.SpanContext // what the upstream continues: our CLIENT span
 	swTraceID      string              // the caller's SkyWalking trace id string, if any
 	name           string              // the operation name, "<METHOD> <path>", once needed
+	peer           string              // the client's address, taken before next
+	resp           sentHeaders         // the trace headers set on the response
 	// method, path, query and host are the request as the client sent it.
 	method, path, query, host string
 	att                       *attemptLog // where next's upstream attempts report
@@ -314,12 +339,14 @@ func (h *Handler) upstreamAddress(r *http.Request) string {
 	return r.Host
 }
 
-// setResponseHeaders tells the client which trace it belongs to. It runs
-// before next so the headers are there whatever the upstream does.
-func (h *Handler) setResponseHeaders(w http.ResponseWriter, t *hop) {
+// setResponseHeaders tells the client which trace it belongs to and reports
+// whether it set anything. It runs before next so the headers are there
+// whatever the upstream does; what it set is kept in t.resp, for
+// statusRecorder to settle against the upstream's headers of the same names.
+func (h *Handler) setResponseHeaders(w http.ResponseWriter, t *hop) bool {
 	rh := h.ResponseHeaders
 	if rh == nil || !t.trusted && !rh.ToUntrusted {
-		return
+		return false
 	}
 	hdr := w.Header()
 	if rh.ServerTiming || rh.TraceResponse {
@@ -341,20 +368,25 @@ func (h *Handler) setResponseHeaders(w http.ResponseWriter, t *hop) {
 		buf = append(buf, '-', '0', "0123456789abcdef"[flags])
 		v := string(buf)
 		if rh.ServerTiming {
+			t.resp.serverTiming = v
 			hdr.Add("Server-Timing", v)
 		}
 		if rh.TraceResponse {
-			hdr.Set("Traceresponse", v[len(prefix):])
+			t.resp.traceResponse = v[len(prefix):]
+			hdr.Set("Traceresponse", t.resp.traceResponse)
 		}
 	}
 	if rh.TraceID != "" {
-		hdr.Set(rh.TraceID, t.out.TraceID.String())
+		t.resp.traceID = t.out.TraceID.String()
+		hdr.Set(rh.TraceID, t.resp.traceID)
 	}
 	if u := rh.TraceURL; u != nil {
 		link := strings.ReplaceAll(u.Template, "{trace_id}", t.out.TraceID.String())
 		link = strings.ReplaceAll(link, "{span_id}", t.serverID.String())
+		t.resp.traceURL = link
 		hdr.Set(u.Header, link)
 	}
+	return true
 }
 
 // annotate exposes the ids as {http.vars.trace_id}, {http.vars.span_id} and
@@ -405,6 +437,7 @@ type recordBuf struct {
 	ids     traceIDs
 	ctx     tracedCtx      // the request's context with the attempt hooks
 	reqTags []exporter.Tag // recorded request headers, taken before next
+	flight  flight         // the request in flight, while next runs
 	rec     exporter.Record
 	clients [2]exporter.Span
 	tags    [8]exporter.Tag
@@ -444,7 +477,7 @@ func (h *Handler) record(b *recordBuf, r *http.Request, t *hop, sr *statusRecord
 		Duration: end.Sub(start),
 		Status:   status,
 		Error:    capTag(errText),
-		Peer:     clientAddress(r),
+		Peer:     t.peer,
 		Tags:     b.tags[0:3:3],
 	}
 	if t.continuing {
@@ -455,8 +488,8 @@ func (h *Handler) record(b *recordBuf, r *http.Request, t *hop, sr *statusRecord
 		b.tags[n] = exporter.Tag{Key: exporter.TagConflict, Value: t.in.Conflict.String() + ":" + t.in.ConflictTraceID.String()}
 		n++
 	}
-	if sr.bytes > 0 {
-		b.tags[n] = exporter.Tag{Key: exporter.TagHTTPResponseSize, Value: strconv.FormatInt(sr.bytes, 10)}
+	if size := sr.bytes.Load(); size > 0 {
+		b.tags[n] = exporter.Tag{Key: exporter.TagHTTPResponseSize, Value: strconv.FormatInt(size, 10)}
 		n++
 	}
 	if t.out.RequestID != "" {
@@ -473,6 +506,11 @@ func (h *Handler) record(b *recordBuf, r *http.Request, t *hop, sr *statusRecord
 		rec.Server.Tags = append(rec.Server.Tags, exporter.Tag{Key: exporter.TagHTTPQuery, Value: capTag(t.query)})
 	}
 	rec.Server.Tags = append(rec.Server.Tags, b.reqTags...)
+	if b.flight.cut {
+		// next is still running: the response headers and the upstream's
+		// placeholders are not ours to read.
+		return rec
+	}
 	for _, ht := range h.respTags {
 		if v := sr.Header()[ht.header]; len(v) > 0 {
 			rec.Server.Tags = append(rec.Server.Tags, exporter.Tag{Key: ht.tag, Value: capTag(strings.Join(v, ","))})
@@ -648,19 +686,24 @@ func resendCount(n int) string {
 }
 
 // finalStatus is the status the client gets and, for a failure, its
-// description: the handler error's status when next failed (Caddy writes the
-// error response after us), else what was written.
+// description. Once a status is sent it is the client's, whatever fails
+// after it (a body cut mid-stream). Before that, a failed next's status is
+// the handler error's (Caddy writes the error response after us), and a
+// request cut at shutdown has none.
 func finalStatus(sr *statusRecorder, err error) (status int, errText string) {
-	status = sr.status
-	if err != nil {
+	status = int(sr.status.Load())
+	switch {
+	case err != nil:
 		errText = err.Error()
 		var he caddyhttp.HandlerError
-		if errors.As(err, &he) && he.StatusCode != 0 {
+		switch {
+		case status != 0, errors.Is(err, errCutAtShutdown):
+		case errors.As(err, &he) && he.StatusCode != 0:
 			status = he.StatusCode
-		} else {
+		default:
 			status = http.StatusInternalServerError
 		}
-	} else if status == 0 {
+	case status == 0:
 		status = http.StatusOK
 	}
 	if errText == "" && status >= 500 {
@@ -683,40 +726,59 @@ func clientAddress(r *http.Request) string {
 	return r.RemoteAddr
 }
 
-// statusRecorder remembers the status code a response was sent with.
+// statusRecorder remembers the status code a response was sent with and,
+// when settle is set, keeps the upstream's trace headers of the names we set
+// from doubling ours. Status and bytes are atomic: a shutdown may record
+// the request while its response is still being written (see flights).
 type statusRecorder struct {
 	caddyhttp.ResponseWriterWrapper
-	status int
-	bytes  int64 // response body bytes written
+	status atomic.Int32
+	bytes  atomic.Int64 // response body bytes written
+	// settle and sent, when set, are the response header options and what
+	// they set on this response.
+	settle *ResponseHeaders
+	sent   *sentHeaders
 }
 
-// WriteHeader records the first final status; 101 Switching Protocols is
-// final for an upgraded connection.
+// WriteHeader settles the trace headers before any status is sent and
+// records the first final status; 101 Switching Protocols is final for an
+// upgraded connection.
 func (s *statusRecorder) WriteHeader(code int) {
-	if s.status == 0 && (code >= 200 || code == http.StatusSwitchingProtocols) {
-		s.status = code
+	if s.status.Load() == 0 {
+		s.settleHeaders()
+		if code >= 200 || code == http.StatusSwitchingProtocols {
+			s.status.Store(int32(code))
+		}
 	}
 	s.ResponseWriterWrapper.WriteHeader(code)
 }
 
 // Write records an implicit 200 and counts the body bytes.
 func (s *statusRecorder) Write(p []byte) (int, error) {
-	if s.status == 0 {
-		s.status = http.StatusOK
+	if s.status.Load() == 0 {
+		s.settleHeaders()
+		s.status.Store(http.StatusOK)
 	}
 	n, err := s.ResponseWriterWrapper.Write(p)
-	s.bytes += int64(n)
+	s.bytes.Add(int64(n))
 	return n, err
 }
 
 // ReadFrom records an implicit 200 and counts the body bytes.
 func (s *statusRecorder) ReadFrom(src io.Reader) (int64, error) {
-	if s.status == 0 {
-		s.status = http.StatusOK
+	if s.status.Load() == 0 {
+		s.settleHeaders()
+		s.status.Store(http.StatusOK)
 	}
 	n, err := s.ResponseWriterWrapper.ReadFrom(src)
-	s.bytes += n
+	s.bytes.Add(n)
 	return n, err
+}
+
+func (s *statusRecorder) settleHeaders() {
+	if s.settle != nil {
+		s.settle.settle(s.Header(), s.sent)
+	}
 }
 
 // firstIPv4 returns the first non-loopback IPv4 address of the host.
