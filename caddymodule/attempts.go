@@ -11,6 +11,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/tracingproxy/tracingproxy/exporter"
 )
 
 // The upstream attempts of one request.
@@ -32,6 +34,27 @@ import (
 // reused by any further attempt, so the final one is always kept.
 const maxAttempts = 8
 
+// Phases of an attempt, in the order they happen and are annotated.
+const (
+	phaseDNSStart = iota
+	phaseDNSDone
+	phaseConnectStart
+	phaseConnectDone
+	phaseTLSStart
+	phaseTLSDone
+	phaseWireSend
+	phaseWireReceive
+	nPhases
+)
+
+// phaseNames are the annotation values of the phases.
+var phaseNames = [nPhases]string{
+	exporter.AnnotationDNSStart, exporter.AnnotationDNSDone,
+	exporter.AnnotationConnectStart, exporter.AnnotationConnectDone,
+	exporter.AnnotationTLSStart, exporter.AnnotationTLSDone,
+	exporter.AnnotationWireSend, exporter.AnnotationWireReceive,
+}
+
 // attempt is what the client trace saw of one upstream attempt.
 type attempt struct {
 	resend     int // 0 for the first attempt
@@ -42,6 +65,10 @@ type attempt struct {
 	wrote      bool  // the request headers were written: the upstream saw our context
 	answered   bool  // a response byte arrived
 	dialErr    error // the connect, DNS or TLS failure that ended the attempt
+	// phases are the times of the connection set-up (only on a new
+	// connection), the request written and the first response byte; zero
+	// when a phase did not happen.
+	phases [nPhases]time.Time
 }
 
 // attemptLog collects the attempts of the request being served. It lives in
@@ -66,13 +93,17 @@ func (l *attemptLog) init() {
 	l.trace = httptrace.ClientTrace{
 		GetConn:              l.getConn,
 		GotConn:              l.gotConn,
+		TLSHandshakeStart:    l.tlsStart,
 		TLSHandshakeDone:     l.tlsDone,
 		WroteHeaders:         l.wroteHeaders,
+		WroteRequest:         l.wroteRequest,
 		GotFirstResponseByte: l.gotFirstResponseByte,
 	}
 	l.net = httptrace.ClientTrace{
-		ConnectDone: l.connectDone,
-		DNSDone:     l.dnsDone,
+		DNSStart:     l.dnsStart,
+		DNSDone:      l.dnsDone,
+		ConnectStart: l.connectStart,
+		ConnectDone:  l.connectDone,
 	}
 	l.hooks = httptrace.WithClientTrace(context.Background(), &l.trace)
 	l.netHooks = httptrace.WithClientTrace(context.Background(), &l.net)
@@ -137,32 +168,42 @@ func (l *attemptLog) gotConn(info httptrace.GotConnInfo) {
 	}
 }
 
-// failDial records a failure to set up the connection.
-func (l *attemptLog) failDial(err error) {
-	t := now()
+// setUp records a connection set-up phase at t and, when err is not nil,
+// the failure that ended the attempt. A phase after the attempt got its
+// connection is a dial net/http went on with for an earlier request: it is
+// not this attempt's.
+func (l *attemptLog) setUp(phase int, t time.Time, err error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if a := l.cur(); a != nil && !a.gotConn {
+	a := l.cur()
+	if a == nil || a.gotConn {
+		return
+	}
+	// A connect to another address of the same name keeps the first
+	// start: the set-up began there.
+	if phase != phaseConnectStart || a.phases[phase].IsZero() {
+		a.phases[phase] = t
+	}
+	if err != nil {
 		a.dialErr, a.end = err, t
 	}
 }
 
-func (l *attemptLog) connectDone(_, _ string, err error) {
-	if err != nil {
-		l.failDial(err)
-	}
-}
+func (l *attemptLog) dnsStart(httptrace.DNSStartInfo) { l.setUp(phaseDNSStart, now(), nil) }
 
-func (l *attemptLog) dnsDone(info httptrace.DNSDoneInfo) {
-	if info.Err != nil {
-		l.failDial(info.Err)
-	}
-}
+func (l *attemptLog) dnsDone(info httptrace.DNSDoneInfo) { l.setUp(phaseDNSDone, now(), info.Err) }
+
+func (l *attemptLog) connectStart(_, _ string) { l.setUp(phaseConnectStart, now(), nil) }
+
+func (l *attemptLog) connectDone(_, _ string, err error) { l.setUp(phaseConnectDone, now(), err) }
+
+func (l *attemptLog) tlsStart() { l.setUp(phaseTLSStart, now(), nil) }
 
 func (l *attemptLog) tlsDone(_ tls.ConnectionState, err error) {
 	if err != nil {
-		l.failDial(&tlsError{err})
+		err = &tlsError{err}
 	}
+	l.setUp(phaseTLSDone, now(), err)
 }
 
 func (l *attemptLog) wroteHeaders() {
@@ -173,11 +214,22 @@ func (l *attemptLog) wroteHeaders() {
 	}
 }
 
+func (l *attemptLog) wroteRequest(httptrace.WroteRequestInfo) {
+	t := now()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if a := l.cur(); a != nil {
+		a.phases[phaseWireSend] = t
+	}
+}
+
 func (l *attemptLog) gotFirstResponseByte() {
+	t := now()
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if a := l.cur(); a != nil {
 		a.answered = true
+		a.phases[phaseWireReceive] = t
 	}
 }
 

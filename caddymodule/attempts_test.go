@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"sort"
 	"syscall"
@@ -125,6 +127,66 @@ func TestAttemptSpansZipkin(t *testing.T) {
 	if _, bad := server.Tags["error"]; bad || server.Tags["http.status_code"] != "200" {
 		t.Errorf("SERVER tags %v, want the client's 200 without error", server.Tags)
 	}
+	checkAnnotations(t, "failed attempt", failed, "connect.start", "connect.done")
+	checkAnnotations(t, "second attempt", ok, "connect.start", "connect.done", "ws", "wr")
+	if got := ok.Tags["network.connection.reused"]; got != "false" {
+		t.Errorf("second attempt network.connection.reused %q, want false on a fresh connection", got)
+	}
+
+	// The next request goes straight to the working upstream, on the
+	// connection the last one left open.
+	get(t, "/orders/43", nil)
+	traceID, parentID, _ = parseTraceparent(t, up.last(t).Get("Traceparent"))
+	_, clients = clientSpans(t, c.WaitSpans(t, 5, 5*time.Second), traceID)
+	if len(clients) != 1 || clients[0].ID != parentID {
+		t.Fatalf("CLIENT spans %+v, want one, named by the upstream's parent id %s", clients, parentID)
+	}
+	reused := clients[0]
+	if got := reused.Tags["network.connection.reused"]; got != "true" {
+		t.Errorf("network.connection.reused %q, want true on the kept-alive connection", got)
+	}
+	if got := reused.Tags["http.request.resend_count"]; got != "0" {
+		t.Errorf("resend_count %q, want 0", got)
+	}
+	checkAnnotations(t, "attempt on a reused connection", reused, "ws", "wr")
+}
+
+// checkAnnotations checks that s has exactly the annotations want, in that
+// order, in time order and within the span.
+func checkAnnotations(t *testing.T, what string, s zipkintest.Span, want ...string) {
+	t.Helper()
+	var got []string
+	last := *s.Timestamp
+	for _, a := range s.Annotations {
+		got = append(got, a.Value)
+		if a.Timestamp < last || a.Timestamp > *s.Timestamp+*s.Duration {
+			t.Errorf("%s: annotation %s at %d out of order or outside the span [%d +%d]", what, a.Value, a.Timestamp, *s.Timestamp, *s.Duration)
+		}
+		last = a.Timestamp
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("%s: annotations %v, want %v", what, got, want)
+	}
+}
+
+// checkLogs checks that the SkyWalking span's logs are the events want, in
+// that order and within the span.
+func checkLogs(t *testing.T, s *agentv3.SpanObject, want ...string) {
+	t.Helper()
+	var got []string
+	for _, l := range s.Logs {
+		if len(l.Data) == 0 || l.Data[0].Key != "event" {
+			t.Errorf("span %d: log %v without an event", s.SpanId, l)
+			continue
+		}
+		got = append(got, l.Data[0].Value)
+		if l.Time < s.StartTime || l.Time > s.EndTime {
+			t.Errorf("span %d: log %s at %d outside [%d, %d]", s.SpanId, l.Data[0].Value, l.Time, s.StartTime, s.EndTime)
+		}
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("span %d logs %v, want %v", s.SpanId, got, want)
+	}
 }
 
 func TestAttemptSpansSkyWalking(t *testing.T) {
@@ -173,6 +235,8 @@ func TestAttemptSpansSkyWalking(t *testing.T) {
 		t.Errorf("Exit 2 peer %q isError %v, want the refusing upstream %s, failed", failed.Peer, failed.IsError, refused)
 	}
 	checkTags(t, failed, map[string]string{"error.type": "connection_refused", "http.request.resend_count": "0"})
+	checkLogs(t, ok, "connect.start", "connect.done", "ws", "wr")
+	checkLogs(t, failed, "connect.start", "connect.done", "error")
 	if failed.StartTime > ok.StartTime {
 		t.Errorf("failed attempt starts at %d, after the second at %d", failed.StartTime, ok.StartTime)
 	}
@@ -209,4 +273,81 @@ func TestErrorType(t *testing.T) {
 			t.Errorf("%s: errorType(%v) = %q, want %q", tt.name, tt.err, got, tt.want)
 		}
 	}
+}
+
+func TestAttemptPhasesResolveTheUpstreamName(t *testing.T) {
+	c := zipkintest.NewCollector(t)
+	up := newUpstream(t)
+	_, port, _ := net.SplitHostPort(up.hostport())
+	startCaddy(t, fmt.Sprintf(`	tracingproxy {
+		exporter zipkin %s {
+			flush_interval 20ms
+		}
+	}
+	reverse_proxy localhost:%s`, c.URL(), port))
+
+	if res, _ := get(t, "/", nil); res.StatusCode != 200 {
+		t.Fatalf("status %d, want the upstream's 200", res.StatusCode)
+	}
+	traceID, parentID, _ := parseTraceparent(t, up.last(t).Get("Traceparent"))
+	_, clients := clientSpans(t, c.WaitSpans(t, 2, 5*time.Second), traceID)
+	if len(clients) != 1 || clients[0].ID != parentID {
+		t.Fatalf("CLIENT spans %+v, want one, named by the upstream's parent id %s", clients, parentID)
+	}
+	s := clients[0]
+	checkAnnotations(t, "attempt to a name", s, "dns.start", "dns.done", "connect.start", "connect.done", "ws", "wr")
+	if _, bad := s.Tags["error"]; bad || s.Tags["peer.address"] != "localhost:"+port {
+		t.Errorf("tags %v, want peer.address localhost:%s and no error (an address that refused before the one that answered is no failure)", s.Tags, port)
+	}
+}
+
+func TestAttemptPhasesOverTLS(t *testing.T) {
+	c := zipkintest.NewCollector(t)
+	up := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, "hello over tls")
+	}))
+	t.Cleanup(up.Close)
+	site := func(transport string) string {
+		return fmt.Sprintf(`	tracingproxy {
+		exporter zipkin %s {
+			flush_interval 20ms
+		}
+	}
+	reverse_proxy %s {
+		transport http {
+			%s
+		}
+	}`, c.URL(), up.URL, transport)
+	}
+
+	startCaddy(t, site("tls_insecure_skip_verify"))
+	if res, body := get(t, "/", nil); res.StatusCode != 200 || body != "hello over tls" {
+		t.Fatalf("got %d %q, want the TLS upstream's 200", res.StatusCode, body)
+	}
+	spans := c.WaitSpans(t, 2, 5*time.Second)
+	_, clients := clientSpans(t, spans, spans[0].TraceID)
+	if len(clients) != 1 {
+		t.Fatalf("%d CLIENT spans, want 1", len(clients))
+	}
+	checkAnnotations(t, "attempt over TLS", clients[0], "connect.start", "connect.done", "tls.start", "tls.done", "ws", "wr")
+
+	// The upstream's certificate is not trusted without the option: the
+	// handshake fails, the client gets 502 and the attempt says why.
+	startCaddy(t, site("tls"))
+	if res, _ := get(t, "/", nil); res.StatusCode != http.StatusBadGateway {
+		t.Fatalf("status %d, want 502 for an untrusted upstream certificate", res.StatusCode)
+	}
+	spans = c.WaitSpans(t, 4, 5*time.Second)
+	server, clients := clientSpans(t, spans, spans[len(spans)-1].TraceID)
+	if len(clients) != 1 {
+		t.Fatalf("%d CLIENT spans, want 1", len(clients))
+	}
+	failed := clients[0]
+	if failed.Tags["error.type"] != "tls" || failed.Tags["error"] == "" {
+		t.Errorf("failed attempt tags %v, want error.type tls and an error", failed.Tags)
+	}
+	if server.Tags["http.status_code"] != "502" {
+		t.Errorf("SERVER status %q, want 502", server.Tags["http.status_code"])
+	}
+	checkAnnotations(t, "failed handshake", failed, "connect.start", "connect.done", "tls.start", "tls.done")
 }

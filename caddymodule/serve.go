@@ -442,6 +442,10 @@ type recordBuf struct {
 	clients [2]exporter.Span
 	tags    [8]exporter.Tag
 	ctags   [2][6]exporter.Tag // the tags of the first two CLIENT spans
+	// anns and annsUsed hold the CLIENT spans' annotations: room for a
+	// fresh connection's set-up (connect, ws, wr) or a few reused ones.
+	anns     [6]exporter.Annotation
+	annsUsed int
 }
 
 // record builds the exporter record of a finished request.
@@ -675,7 +679,35 @@ func (h *Handler) attemptSpan(b *recordBuf, t *hop, a *attempt, k int, final boo
 		tags = append(tags, exporter.Tag{Key: exporter.TagErrorType, Value: errType})
 	}
 	s.Tags = tags
+	s.Annotations = b.annotations(a)
 	return s
+}
+
+// annotations returns the phases of a as annotations, in b's room while it
+// lasts.
+func (b *recordBuf) annotations(a *attempt) []exporter.Annotation {
+	n := 0
+	for _, t := range a.phases {
+		if !t.IsZero() {
+			n++
+		}
+	}
+	if n == 0 {
+		return nil
+	}
+	var as []exporter.Annotation
+	if free := len(b.anns) - b.annsUsed; n <= free {
+		as = b.anns[b.annsUsed : b.annsUsed : b.annsUsed+n]
+		b.annsUsed += n
+	} else {
+		as = make([]exporter.Annotation, 0, n)
+	}
+	for p, t := range a.phases {
+		if !t.IsZero() {
+			as = append(as, exporter.Annotation{Time: t, Value: phaseNames[p]})
+		}
+	}
+	return as
 }
 
 func resendCount(n int) string {

@@ -34,6 +34,20 @@ const (
 	TagResponseHeaderPrefix = "http.response.header."
 )
 
+// Annotation values of an upstream attempt (CLIENT span). The connection
+// phases appear only on an attempt that set up a new connection; ws and wr
+// (Zipkin's wire send and wire receive) on every attempt that got that far.
+const (
+	AnnotationDNSStart     = "dns.start"     // resolving the upstream's name began
+	AnnotationDNSDone      = "dns.done"      // the name was resolved (or failed to)
+	AnnotationConnectStart = "connect.start" // the TCP connect began
+	AnnotationConnectDone  = "connect.done"  // the TCP connect ended
+	AnnotationTLSStart     = "tls.start"     // the TLS handshake began
+	AnnotationTLSDone      = "tls.done"      // the TLS handshake ended
+	AnnotationWireSend     = "ws"            // the request was written
+	AnnotationWireReceive  = "wr"            // the first byte of the response arrived
+)
+
 // SkyWalking OAP's reserved tag keys, as its HTTP plugins write them: OAP
 // indexes http.method and http.status_code, and shows url as the request.
 const (
