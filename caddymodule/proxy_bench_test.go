@@ -41,10 +41,11 @@ func realProxy(b *testing.B) caddyhttp.Handler {
 	})
 }
 
-// benchProxied runs mw in front of the real reverse_proxy.
-func benchProxied(b *testing.B, mw caddyhttp.MiddlewareHandler) {
+// benchProxied runs mw in front of the real reverse_proxy, for a caller
+// that sends traceparent (none when empty).
+func benchProxied(b *testing.B, mw caddyhttp.MiddlewareHandler, traceparent string) {
 	next := realProxy(b)
-	base := newBenchRequest(benchTraceparent)
+	base := newBenchRequest(traceparent)
 	base = base.WithContext(context.WithValue(base.Context(), caddyhttp.ServerCtxKey, new(caddyhttp.Server)))
 	w := &nopWriter{h: make(http.Header, 8)}
 	b.ReportAllocs()
@@ -67,12 +68,12 @@ func benchProxied(b *testing.B, mw caddyhttp.MiddlewareHandler) {
 // alone in the same run.
 func BenchmarkHandlerReverseProxy(b *testing.B) {
 	b.Run("tracingproxy/sampled/w3c+b3", func(b *testing.B) {
-		benchProxied(b, ourHandler(b, `{}`))
+		benchProxied(b, ourHandler(b, `{}`), benchTraceparent)
 	})
 	b.Run("tracingproxy/unsampled", func(b *testing.B) {
-		benchProxied(b, ourHandler(b, `{"sample_ratio":0}`))
+		benchProxied(b, ourHandler(b, `{"sample_ratio":0}`), "")
 	})
 	b.Run("baseline/reverse_proxy-only", func(b *testing.B) {
-		benchProxied(b, passThrough{})
+		benchProxied(b, passThrough{}, benchTraceparent)
 	})
 }

@@ -439,12 +439,13 @@ type recordBuf struct {
 	reqTags []exporter.Tag // recorded request headers, taken before next
 	flight  flight         // the request in flight, while next runs
 	rec     exporter.Record
-	clients [2]exporter.Span
+	clients [1]exporter.Span
 	tags    [8]exporter.Tag
-	ctags   [2][6]exporter.Tag // the tags of the first two CLIENT spans
+	ctags   [1][6]exporter.Tag // the tags of the first CLIENT span
 	// anns and annsUsed hold the CLIENT spans' annotations: room for a
-	// fresh connection's set-up (connect, ws, wr) or a few reused ones.
-	anns     [6]exporter.Annotation
+	// fresh connection's connect, ws and wr. More (a retry, DNS, TLS)
+	// allocate, once the connection set-up costs far more anyway.
+	anns     [4]exporter.Annotation
 	annsUsed int
 }
 
