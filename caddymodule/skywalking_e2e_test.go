@@ -280,10 +280,14 @@ func checkAgentHop(t *testing.T, c segmentSource, up *upstream, path string, ex 
 	checkTags(t, entry, map[string]string{"http.method": "GET", "url": path, "http.status_code": "200"})
 	checkTags(t, exit, map[string]string{"http.method": "GET", "url": path, "http.status_code": "200"})
 
-	// Everything else, field by field: times and tags were checked above.
+	// The first request to the upstream opens its connection.
+	checkLogs(t, exit, "connect.start", "connect.done", "ws", "wr")
+
+	// Everything else, field by field: times, tags and logs were checked
+	// above.
 	got := proto.Clone(seg).(*agentv3.SegmentObject)
 	for _, s := range got.Spans {
-		s.StartTime, s.EndTime, s.Tags = 0, 0, nil
+		s.StartTime, s.EndTime, s.Tags, s.Logs = 0, 0, nil, nil
 	}
 	wantSeg := &agentv3.SegmentObject{
 		TraceId:         agent.traceID,
@@ -836,7 +840,9 @@ func TestSkyWalkingUpstreamFailure(t *testing.T) {
 		} else {
 			checkTags(t, s, map[string]string{"http.status_code": "502"})
 		}
-		if len(s.Logs) != 1 {
+		if s == exit {
+			checkLogs(t, s, "connect.start", "connect.done", "error")
+		} else if len(s.Logs) != 1 {
 			t.Errorf("span %d has %d logs, want the error event", s.SpanId, len(s.Logs))
 		}
 	}

@@ -124,8 +124,8 @@ func TestEncodeMatchesStubs(t *testing.T) {
 						num("http.request.resend_count", 0), str("error.type", "connection_refused")},
 					Events: []*tracepb.Span_Event{{TimeUnixNano: nanos(t0.Add(time.Millisecond)), Name: "connect.start"},
 						{TimeUnixNano: nanos(t0.Add(4 * time.Millisecond)), Name: "connect.done"}},
-					Status:     &tracepb.Status{Code: tracepb.Status_STATUS_CODE_ERROR, Message: "dial tcp: connection refused"},
-					Flags:      1,
+					Status: &tracepb.Status{Code: tracepb.Status_STATUS_CODE_ERROR, Message: "dial tcp: connection refused"},
+					Flags:  1,
 				},
 				{
 					TraceId: tid, SpanId: r.Clients[1].ID[:], ParentSpanId: r.Server.ID[:], Name: "GET",
