@@ -351,3 +351,22 @@ func TestAttemptPhasesOverTLS(t *testing.T) {
 	}
 	checkAnnotations(t, "failed handshake", failed, "connect.start", "connect.done", "tls.start", "tls.done")
 }
+
+func TestSpanNamesCollapseIDs(t *testing.T) {
+	c := zipkintest.NewCollector(t)
+	up := newUpstream(t)
+	startCaddy(t, zipkinSite(c, up, ""))
+
+	const path = "/orders/1234/items/0b7e3f52-9c1d-4a8e-b2f1-3d4c5e6f7a8b"
+	get(t, path, nil)
+	spans := c.WaitSpans(t, 2, 5*time.Second)
+	server, client := spansByKind(t, spans, spans[0].TraceID)
+	for _, s := range []zipkintest.Span{server, client} {
+		if *s.Name != "get /orders/{id}/items/{id}" || s.Tags["http.path"] != path {
+			t.Errorf("%s name %q, http.path %q: want the route as the name and the raw path as the tag", *s.Kind, *s.Name, s.Tags["http.path"])
+		}
+	}
+	if got := server.Tags["http.route"]; got != "/orders/{id}/items/{id}" {
+		t.Errorf("SERVER http.route %q, want /orders/{id}/items/{id}", got)
+	}
+}

@@ -233,6 +233,7 @@ func utf8Cut(s string, n int) int {
 // max_tag_length: the path is the client's, and the name waits in the
 // queues with the record.
 func (h *Handler) spanName(method, path string) string {
+	path = routeOf(path)
 	if room := h.MaxTagLength - len(method) - 1; room < len(path) {
 		if room <= 0 {
 			return capCopy(method, h.MaxTagLength)
@@ -440,7 +441,7 @@ type recordBuf struct {
 	flight  flight         // the request in flight, while next runs
 	rec     exporter.Record
 	clients [1]exporter.Span
-	tags    [8]exporter.Tag
+	tags    [9]exporter.Tag
 	ctags   [1][6]exporter.Tag // the tags of the first CLIENT span
 	// anns and annsUsed hold the CLIENT spans' annotations: room for a
 	// fresh connection's connect, ws and wr. More (a retry, DNS, TLS)
@@ -493,6 +494,8 @@ func (h *Handler) record(b *recordBuf, r *http.Request, t *hop, sr *statusRecord
 		b.tags[n] = exporter.Tag{Key: exporter.TagConflict, Value: t.in.Conflict.String() + ":" + t.in.ConflictTraceID.String()}
 		n++
 	}
+	b.tags[n] = exporter.Tag{Key: exporter.TagHTTPRoute, Value: capTag(routeOf(t.path))}
+	n++
 	if size := sr.bytes.Load(); size > 0 {
 		b.tags[n] = exporter.Tag{Key: exporter.TagHTTPResponseSize, Value: strconv.FormatInt(size, 10)}
 		n++

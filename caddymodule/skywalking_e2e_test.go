@@ -261,7 +261,7 @@ func checkAgentHop(t *testing.T, c segmentSource, up *upstream, path string, ex 
 	t.Helper()
 	sw := upstreamSW8(t, up)
 	want := swContext{sample: "1", traceID: agent.traceID, segment: sw.segment, span: 1, service: swService,
-		instance: swInstance, endpoint: "GET " + path, address: sw.address}
+		instance: swInstance, endpoint: "GET " + routeOf(path), address: sw.address}
 	if sw != want {
 		t.Errorf("upstream sw8 %+v, want %+v", sw, want)
 	}
@@ -297,7 +297,7 @@ func checkAgentHop(t *testing.T, c segmentSource, up *upstream, path string, ex 
 		Spans: []*agentv3.SpanObject{{
 			SpanId:        0,
 			ParentSpanId:  -1,
-			OperationName: "GET " + path,
+			OperationName: "GET " + routeOf(path),
 			Peer:          ex.client,
 			SpanType:      agentv3.SpanType_Entry,
 			SpanLayer:     agentv3.SpanLayer_Http,
@@ -315,7 +315,7 @@ func checkAgentHop(t *testing.T, c segmentSource, up *upstream, path string, ex 
 		}, {
 			SpanId:        1,
 			ParentSpanId:  0,
-			OperationName: "GET " + path,
+			OperationName: "GET " + routeOf(path),
 			Peer:          up.hostport(),
 			SpanType:      agentv3.SpanType_Exit,
 			SpanLayer:     agentv3.SpanLayer_Http,
