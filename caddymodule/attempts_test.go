@@ -370,3 +370,44 @@ func TestSpanNamesCollapseIDs(t *testing.T) {
 		t.Errorf("SERVER http.route %q, want /orders/{id}/items/{id}", got)
 	}
 }
+
+func TestSpanNameOptionAndRoutePatterns(t *testing.T) {
+	c := zipkintest.NewCollector(t)
+	up := newUpstream(t)
+	exp := fmt.Sprintf(`exporter zipkin %s {
+			flush_interval 20ms
+		}`, c.URL())
+	startCaddy(t, fmt.Sprintf(`	handle /api/orders/* {
+		tracingproxy {
+			span_name "{http.request.method} /api/orders/*"
+			%s
+		}
+		reverse_proxy %s
+	}
+	handle {
+		tracingproxy {
+			route /shop/{item}/reviews
+			%s
+		}
+		reverse_proxy %s
+	}`, exp, up.hostport(), exp, up.hostport()))
+
+	tests := []struct{ path, name, route string }{
+		{"/api/orders/77", "get /api/orders/*", "/api/orders/{id}"},
+		{"/shop/blue-shirt/reviews", "get /shop/{item}/reviews", "/shop/{item}/reviews"},
+		{"/shop/42", "get /shop/{id}", "/shop/{id}"},
+	}
+	for i, tt := range tests {
+		get(t, tt.path, nil)
+		traceID, _, _ := parseTraceparent(t, up.last(t).Get("Traceparent"))
+		server, client := spansByKind(t, c.WaitSpans(t, 2*(i+1), 5*time.Second), traceID)
+		for _, s := range []zipkintest.Span{server, client} {
+			if *s.Name != tt.name || s.Tags["http.path"] != tt.path {
+				t.Errorf("%s: %s name %q, http.path %q, want %q and the raw path", tt.path, *s.Kind, *s.Name, s.Tags["http.path"], tt.name)
+			}
+		}
+		if got := server.Tags["http.route"]; got != tt.route {
+			t.Errorf("%s: http.route %q, want %q", tt.path, got, tt.route)
+		}
+	}
+}

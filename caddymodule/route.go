@@ -1,6 +1,9 @@
 package caddymodule
 
-import "strings"
+import (
+	"fmt"
+	"strings"
+)
 
 // routeOf is the low-cardinality route of a request path: each segment that
 // looks like an id (a number, a UUID, a long hex string, a base64-ish token)
@@ -86,4 +89,78 @@ func isUUID(s string) bool {
 		}
 	}
 	return true
+}
+
+// routePattern is a compiled route option: a path whose segments are
+// literal names, {name} (any one segment) or, last, * (the rest of the
+// path, possibly nothing).
+type routePattern struct {
+	route string   // the pattern as configured: the route it names
+	segs  []string // its segments; anySegment for {name}, "*" for the rest
+}
+
+// anySegment stands for a {name} segment; no literal segment has braces.
+const anySegment = "{}"
+
+// compileRoute parses one route pattern.
+func compileRoute(p string) (routePattern, error) {
+	if !strings.HasPrefix(p, "/") {
+		return routePattern{}, fmt.Errorf("route: pattern must start with /, got %q", p)
+	}
+	rp := routePattern{route: p}
+	for i, seg := range strings.Split(p[1:], "/") {
+		switch {
+		case seg == "*":
+			if i != strings.Count(p, "/")-1 {
+				return routePattern{}, fmt.Errorf("route: * must be the last segment, got %q", p)
+			}
+		case strings.HasPrefix(seg, "{") && strings.HasSuffix(seg, "}") && len(seg) > 2 && !strings.ContainsAny(seg[1:len(seg)-1], "{}*"):
+			seg = anySegment
+		case strings.ContainsAny(seg, "{}*"):
+			return routePattern{}, fmt.Errorf("route: segment %q of %q is neither a name, {name} nor a final *", seg, p)
+		}
+		rp.segs = append(rp.segs, seg)
+	}
+	return rp, nil
+}
+
+// match reports whether path is on the route, segment by segment, without
+// allocating.
+func (rp *routePattern) match(path string) bool {
+	if !strings.HasPrefix(path, "/") {
+		return false
+	}
+	rest := path[1:]
+	for i, seg := range rp.segs {
+		if seg == "*" {
+			return true
+		}
+		part, after, more := strings.Cut(rest, "/")
+		switch {
+		case seg == anySegment && part == "":
+			return false // {name} needs a segment
+		case seg != anySegment && part != seg:
+			return false
+		}
+		if i == len(rp.segs)-1 {
+			return !more
+		}
+		if !more {
+			// The path ends; only a final * may match nothing.
+			return i+1 == len(rp.segs)-1 && rp.segs[i+1] == "*"
+		}
+		rest = after
+	}
+	return true
+}
+
+// route is the route a request path is named after: the first route
+// pattern it matches, else the path with its ids collapsed.
+func (h *Handler) route(path string) string {
+	for i := range h.routes {
+		if h.routes[i].match(path) {
+			return h.routes[i].route
+		}
+	}
+	return routeOf(path)
 }

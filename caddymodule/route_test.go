@@ -1,6 +1,9 @@
 package caddymodule
 
-import "testing"
+import (
+	"strings"
+	"testing"
+)
 
 func TestRouteOf(t *testing.T) {
 	t.Parallel()
@@ -32,5 +35,58 @@ func TestRouteOf(t *testing.T) {
 func TestRouteOfAllocs(t *testing.T) {
 	if n := testing.AllocsPerRun(100, func() { _ = routeOf("/api/v2/orders/items") }); n != 0 {
 		t.Errorf("routeOf without ids allocated %v times", n)
+	}
+}
+
+func TestRoutePatternMatch(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		pattern, path string
+		want          bool
+	}{
+		{"/orders/{id}/items", "/orders/42/items", true},
+		{"/orders/{id}/items", "/orders/abc/items", true},
+		{"/orders/{id}/items", "/orders/42/items/7", false},
+		{"/orders/{id}/items", "/orders/42", false},
+		{"/orders/{id}/items", "/orders//items", false},
+		{"/orders/{id}", "/orders/42/", false},
+		{"/orders/{id}/", "/orders/42/", true},
+		{"/api/*", "/api/", true},
+		{"/api/*", "/api/a/b/c", true},
+		{"/api/*", "/api", true},
+		{"/api/*", "/apix", false},
+		{"/", "/", true},
+		{"/", "/x", false},
+		{"/health", "/health", true},
+		{"/health", "/Health", false},
+		{"/orders", "orders", false},
+	}
+	for _, tt := range tests {
+		rp, err := compileRoute(tt.pattern)
+		if err != nil {
+			t.Fatalf("compileRoute(%q): %v", tt.pattern, err)
+		}
+		if got := rp.match(tt.path); got != tt.want {
+			t.Errorf("%q matches %q = %v, want %v", tt.pattern, tt.path, got, tt.want)
+		}
+	}
+}
+
+func TestRoutePatternInvalid(t *testing.T) {
+	t.Parallel()
+	for _, p := range []string{"orders/{id}", "/api/*/x", "/a/{id", "/a/x{id}", "/a/{}", "/a/{b{c}}", "/a/b*"} {
+		if _, err := compileRoute(p); err == nil || !strings.HasPrefix(err.Error(), "route: ") {
+			t.Errorf("compileRoute(%q) = %v, want an error naming the route option", p, err)
+		}
+	}
+}
+
+func TestRoutePatternMatchAllocs(t *testing.T) {
+	rp, err := compileRoute("/orders/{id}/items/*")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := testing.AllocsPerRun(100, func() { _ = rp.match("/orders/42/items/7/x") }); n != 0 {
+		t.Errorf("match allocated %v times", n)
 	}
 }

@@ -98,6 +98,11 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, next caddyhttp.H
 	// The request as the client sent it: handlers after us (uri, rewrite,
 	// handle_path) change r in place.
 	t.method, t.path, t.query, t.host = r.Method, r.URL.Path, r.URL.RawQuery, r.Host
+	if watch && t.name == "" && h.SpanName != "" {
+		// Named before next, whose handlers change the request that the
+		// placeholders read.
+		t.name = h.spanName(r, t.method, t.path)
+	}
 	var b *recordBuf
 	var ids *traceIDs
 	if watch {
@@ -229,11 +234,20 @@ func utf8Cut(s string, n int) int {
 	return n
 }
 
-// spanName is the operation name "<METHOD> <path>", capped at
-// max_tag_length: the path is the client's, and the name waits in the
-// queues with the record.
-func (h *Handler) spanName(method, path string) string {
-	path = routeOf(path)
+// spanName is the operation name: span_name with r's placeholders
+// replaced, or "<METHOD> <route>". It is capped at max_tag_length: the path
+// is the client's, and the name waits in the queues with the record.
+func (h *Handler) spanName(r *http.Request, method, path string) string {
+	if h.SpanName != "" {
+		name := h.SpanName
+		if strings.IndexByte(name, '{') >= 0 {
+			if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
+				name = repl.ReplaceKnown(name, "")
+			}
+		}
+		return capCopy(name, h.MaxTagLength)
+	}
+	path = h.route(path)
 	if room := h.MaxTagLength - len(method) - 1; room < len(path) {
 		if room <= 0 {
 			return capCopy(method, h.MaxTagLength)
@@ -305,7 +319,7 @@ func (t *hop) init(h *Handler, in *headers.Result, r *http.Request, p *sampler.P
 		if t.continuing {
 			t.swTraceID = in.SW.TraceID
 		}
-		t.name = h.spanName(r.Method, r.URL.Path)
+		t.name = h.spanName(r, r.Method, r.URL.Path)
 		seg := newSegmentID()
 		// The CLIENT span is our Exit span 1; deriving its id from the
 		// segment lets the next proxy, reading only our sw8, name the same
@@ -468,7 +482,7 @@ func (h *Handler) record(b *recordBuf, r *http.Request, t *hop, sr *statusRecord
 	status, errText := finalStatus(sr, err)
 
 	if t.name == "" {
-		t.name = h.spanName(t.method, t.path)
+		t.name = h.spanName(r, t.method, t.path)
 	}
 	name := t.name
 	capTag := h.capTag
@@ -494,7 +508,7 @@ func (h *Handler) record(b *recordBuf, r *http.Request, t *hop, sr *statusRecord
 		b.tags[n] = exporter.Tag{Key: exporter.TagConflict, Value: t.in.Conflict.String() + ":" + t.in.ConflictTraceID.String()}
 		n++
 	}
-	b.tags[n] = exporter.Tag{Key: exporter.TagHTTPRoute, Value: capTag(routeOf(t.path))}
+	b.tags[n] = exporter.Tag{Key: exporter.TagHTTPRoute, Value: capTag(h.route(t.path))}
 	n++
 	if size := sr.bytes.Load(); size > 0 {
 		b.tags[n] = exporter.Tag{Key: exporter.TagHTTPResponseSize, Value: strconv.FormatInt(size, 10)}
