@@ -60,6 +60,9 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //		record_request_headers  <header...>  # tags http.request.header.<name>; default none
 //		record_response_headers <header...>  # tags http.response.header.<name>; default none
 //		max_tag_length <n>                   # cap on tag values from the request or response; default 256
+//		span_name <name>                     # span and endpoint name; Caddy placeholders work; default "<METHOD> <route>"
+//		route <pattern...>                   # e.g. /orders/{id}/items, /api/*; first match names the route; repeatable
+//		                                     # default route: the path with id-like segments as {id}
 //		exporter zipkin <url> {
 //			batch_size     <n>               # default 512
 //			flush_interval <duration>        # default 1s
@@ -232,6 +235,20 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			if err := intArg(d, &h.MaxTagLength); err != nil {
 				return err
 			}
+		case "span_name":
+			if !d.NextArg() {
+				return d.ArgErr()
+			}
+			h.SpanName = d.Val()
+			if d.NextArg() {
+				return d.Errf("span_name takes one argument (quote a name with spaces), got also %q", d.Val())
+			}
+		case "route":
+			patterns := d.RemainingArgs()
+			if len(patterns) == 0 {
+				return d.Errf("route needs at least one path pattern, such as /orders/{id}/items")
+			}
+			h.RoutePatterns = append(h.RoutePatterns, patterns...)
 		case "sampler":
 			sc, err := parseSampler(d)
 			if err != nil {

@@ -77,6 +77,19 @@ type Handler struct {
 	// MaxTagLength caps the bytes of every tag value taken from the
 	// request or response. Default: 256.
 	MaxTagLength int `json:"max_tag_length,omitempty"`
+	// SpanName names the spans (and the SkyWalking endpoint) of every
+	// request this handler traces, instead of "<METHOD> <route>". Caddy
+	// placeholders are replaced when the request arrives, so a handler in
+	// a handle block can name its own route, e.g.
+	// "{http.request.method} /api/orders/*"; braces that are no
+	// placeholder, like {id}, stay as written. Default: "<METHOD> <route>".
+	SpanName string `json:"span_name,omitempty"`
+	// RoutePatterns are path patterns (Caddyfile: route) that name a request's route (the http.route
+	// tag and the default span name) when its path matches: segments are
+	// names, {name} (any one segment) or, last, * (the rest of the path).
+	// The first match wins, e.g. "/orders/{id}/items". Default: none; a
+	// path that matches none is named with its id-like segments as {id}.
+	RoutePatterns []string `json:"route_patterns,omitempty"`
 
 	// Exporters send the spans to tracing backends; each has its own queue.
 	// Default: one log exporter.
@@ -93,6 +106,7 @@ type Handler struct {
 	state    *handlerState
 	flights  *flights        // watched requests in flight
 	observe  func(*reqState) // Explain's view of a request; nil when serving
+	routes   []routePattern  // compiled RoutePatterns
 	reqTags  []headerTag     // recorded request headers
 	respTags []headerTag     // recorded response headers
 }
@@ -189,6 +203,16 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	}
 	if h.MaxTagLength == 0 {
 		h.MaxTagLength = defaultMaxTagLength
+	}
+	for _, p := range h.RoutePatterns {
+		rp, err := compileRoute(p)
+		if err != nil {
+			return err
+		}
+		h.routes = append(h.routes, rp)
+	}
+	if strings.ContainsAny(h.SpanName, "\r\n\x00") {
+		return fmt.Errorf("span_name must not contain control characters, got %q", h.SpanName)
 	}
 	for _, list := range []struct {
 		opt, prefix string

@@ -48,9 +48,14 @@ type reqState struct {
 	hop    hop
 	wr     headers.Writer
 	params sampler.Params
+	att    attemptLog
 }
 
-var statePool = sync.Pool{New: func() any { return new(reqState) }}
+var statePool = sync.Pool{New: func() any {
+	st := new(reqState)
+	st.att.init()
+	return st
+}}
 
 // serve is the request flow of DESIGN.md: extract, sample, inject, call next,
 // record.
@@ -96,6 +101,11 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, next caddyhttp.H
 	// The request as the client sent it: handlers after us (uri, rewrite,
 	// handle_path) change r in place.
 	t.method, t.path, t.query, t.host = r.Method, r.URL.Path, r.URL.RawQuery, r.Host
+	if watch && t.name == "" && h.SpanName != "" {
+		// Named before next, whose handlers change the request that the
+		// placeholders read.
+		t.name = h.spanName(r, t.method, t.path)
+	}
 	var b *recordBuf
 	var ids *traceIDs
 	if watch {
@@ -131,6 +141,9 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, next caddyhttp.H
 		return next.ServeHTTP(&statusRecorder{ResponseWriterWrapper: caddyhttp.ResponseWriterWrapper{ResponseWriter: w}, settle: h.ResponseHeaders, sent: &t.resp}, r)
 	}
 
+	// Each upstream attempt reverse_proxy makes reports to st.att.
+	t.att = &st.att
+	r = r.WithContext(st.att.begin(r.Context(), &b.ctx))
 	sr := &statusRecorder{ResponseWriterWrapper: caddyhttp.ResponseWriterWrapper{ResponseWriter: w}}
 	if told {
 		sr.settle, sr.sent = h.ResponseHeaders, &t.resp
@@ -172,6 +185,7 @@ func (h *Handler) land(b *recordBuf, err error, end time.Time) {
 // finish decides whether a watched request is exported (head-sampled, or
 // kept after the fact), counts the decision and enqueues the record.
 func (h *Handler) finish(b *recordBuf, r *http.Request, t *hop, sr *statusRecorder, err error, start, callStart, end time.Time) {
+	t.attempts = t.att.end(end)
 	if !t.decision.Sample {
 		// Deferred keep: the head said no, but a failed or slow request
 		// is exported anyway, marked with why.
@@ -229,10 +243,20 @@ func utf8Cut(s string, n int) int {
 	return n
 }
 
-// spanName is the operation name "<METHOD> <path>", capped at
-// max_tag_length: the path is the client's, and the name waits in the
-// queues with the record.
-func (h *Handler) spanName(method, path string) string {
+// spanName is the operation name: span_name with r's placeholders
+// replaced, or "<METHOD> <route>". It is capped at max_tag_length: the path
+// is the client's, and the name waits in the queues with the record.
+func (h *Handler) spanName(r *http.Request, method, path string) string {
+	if h.SpanName != "" {
+		name := h.SpanName
+		if strings.IndexByte(name, '{') >= 0 {
+			if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
+				name = repl.ReplaceKnown(name, "")
+			}
+		}
+		return capCopy(name, h.MaxTagLength)
+	}
+	path = h.route(path)
 	if room := h.MaxTagLength - len(method) - 1; room < len(path) {
 		if room <= 0 {
 			return capCopy(method, h.MaxTagLength)
@@ -259,6 +283,8 @@ type hop struct {
 	resp           sentHeaders         // the trace headers set on the response
 	// method, path, query and host are the request as the client sent it.
 	method, path, query, host string
+	att                       *attemptLog // where next's upstream attempts report
+	attempts                  []attempt   // what they reported, once next returned
 }
 
 func (t *hop) init(h *Handler, in *headers.Result, r *http.Request, p *sampler.Params) {
@@ -302,7 +328,7 @@ func (t *hop) init(h *Handler, in *headers.Result, r *http.Request, p *sampler.P
 		if t.continuing {
 			t.swTraceID = in.SW.TraceID
 		}
-		t.name = h.spanName(r.Method, r.URL.Path)
+		t.name = h.spanName(r, r.Method, r.URL.Path)
 		seg := newSegmentID()
 		// The CLIENT span is our Exit span 1; deriving its id from the
 		// segment lets the next proxy, reading only our sw8, name the same
@@ -450,11 +476,18 @@ func (v *spanIDVar) String() string { return v.span.String() }
 // request allocates them at once.
 type recordBuf struct {
 	ids     traceIDs
+	ctx     tracedCtx      // the request's context with the attempt hooks
 	reqTags []exporter.Tag // recorded request headers, taken before next
 	flight  flight         // the request in flight, while next runs
 	rec     exporter.Record
 	clients [1]exporter.Span
-	tags    [8]exporter.Tag
+	tags    [9]exporter.Tag
+	ctags   [1][6]exporter.Tag // the tags of the first CLIENT span
+	// anns and annsUsed hold the CLIENT spans' annotations: room for a
+	// fresh connection's connect, ws and wr. More (a retry, DNS, TLS)
+	// allocate, once the connection set-up costs far more anyway.
+	anns     [4]exporter.Annotation
+	annsUsed int
 }
 
 // record builds the exporter record of a finished request.
@@ -475,7 +508,7 @@ func (h *Handler) record(b *recordBuf, r *http.Request, t *hop, sr *statusRecord
 	status, errText := finalStatus(sr, err)
 
 	if t.name == "" {
-		t.name = h.spanName(t.method, t.path)
+		t.name = h.spanName(r, t.method, t.path)
 	}
 	name := t.name
 	capTag := h.capTag
@@ -501,6 +534,8 @@ func (h *Handler) record(b *recordBuf, r *http.Request, t *hop, sr *statusRecord
 		b.tags[n] = exporter.Tag{Key: exporter.TagConflict, Value: t.in.Conflict.String() + ":" + t.in.ConflictTraceID.String()}
 		n++
 	}
+	b.tags[n] = exporter.Tag{Key: exporter.TagHTTPRoute, Value: capTag(h.route(t.path))}
+	n++
 	if size := sr.bytes.Load(); size > 0 {
 		b.tags[n] = exporter.Tag{Key: exporter.TagHTTPResponseSize, Value: strconv.FormatInt(size, 10)}
 		n++
@@ -535,14 +570,24 @@ func (h *Handler) record(b *recordBuf, r *http.Request, t *hop, sr *statusRecord
 		return rec
 	}
 	upstream, _ := repl.GetString(phUpstreamHostport)
-	if upstream == "" {
+	if upstream == "" && len(t.attempts) == 0 {
 		return rec // no upstream was called
 	}
-	if h.UpstreamAddress == "" {
+	if upstream != "" && h.UpstreamAddress == "" {
 		if p := h.state.lastUpstream.Load(); p == nil || *p != upstream {
 			h.state.lastUpstream.Store(&upstream)
 		}
 	}
+	code := 0 // the status of the last upstream response
+	if v, ok := repl.Get(phUpstreamStatus); ok {
+		code, _ = v.(int)
+	}
+	if len(t.attempts) > 0 {
+		rec.Clients = h.attemptSpans(b, t, name, err, errText, code)
+		return rec
+	}
+	// next answered without a traced RoundTrip (a transport net/http does
+	// not run, such as FastCGI): one CLIENT span from the placeholders.
 	cs := exporter.Span{
 		Kind:     exporter.KindClient,
 		ID:       t.out.SpanID,
@@ -561,17 +606,159 @@ func (h *Handler) record(b *recordBuf, r *http.Request, t *hop, sr *statusRecord
 			cs.Duration = d
 		}
 	}
-	if v, ok := repl.Get(phUpstreamStatus); ok {
-		if code, ok := v.(int); ok {
-			cs.Status = code
-			if code < 500 && err == nil {
-				cs.Error = ""
-			}
+	if code != 0 {
+		cs.Status = code
+		if code < 500 && err == nil {
+			cs.Error = ""
 		}
 	}
 	b.clients[0] = cs
 	rec.Clients = b.clients[:1]
 	return rec
+}
+
+// resendCounts are the http.request.resend_count values of the attempts a
+// record holds without formatting a number.
+var resendCounts = [maxAttempts]string{"0", "1", "2", "3", "4", "5", "6", "7"}
+
+// attemptSpans turns the attempts of next into CLIENT spans, children of
+// the SERVER span. The upstream continues the context we injected before
+// the first attempt, so its span id goes to the attempt that reached the
+// upstream which answered: the last one that wrote its request (else the
+// last one). The others get ids of their own. With SkyWalking segments
+// that attempt is Exit span 1, the span our sw8 named, and the others
+// follow in time order; otherwise all are in time order.
+func (h *Handler) attemptSpans(b *recordBuf, t *hop, name string, err error, errText string, code int) []exporter.Span {
+	as := t.attempts
+	last := len(as) - 1
+	carrier := last
+	for i := last; i >= 0; i-- {
+		if as[i].wrote {
+			carrier = i
+			break
+		}
+	}
+	spans := b.clients[:0]
+	if h.segments {
+		spans = append(spans, h.attemptSpan(b, t, &as[carrier], 0, carrier == last, name, err, errText, code))
+		spans[0].ID = t.out.SpanID
+	}
+	for i := range as {
+		if h.segments && i == carrier {
+			continue
+		}
+		s := h.attemptSpan(b, t, &as[i], len(spans), i == last, name, err, errText, code)
+		switch {
+		case i == carrier:
+			s.ID = t.out.SpanID
+		case h.segments:
+			s.ID = headers.SpanIDFromSW(t.out.SW.SegmentID, int32(len(spans)+1))
+		default:
+			s.ID = headers.NewSpanID()
+		}
+		spans = append(spans, s)
+	}
+	return spans
+}
+
+// attemptSpan is the CLIENT span of one attempt, the k-th of the record;
+// final says it is the attempt whose outcome next returned.
+func (h *Handler) attemptSpan(b *recordBuf, t *hop, a *attempt, k int, final bool, name string, err error, errText string, code int) exporter.Span {
+	s := exporter.Span{
+		Kind:     exporter.KindClient,
+		ParentID: t.serverID,
+		Name:     name,
+		Start:    a.start,
+		Duration: a.end.Sub(a.start),
+		Peer:     a.addr,
+	}
+	var tags []exporter.Tag
+	if k < len(b.ctags) {
+		tags = b.ctags[k][:0]
+	} else {
+		tags = make([]exporter.Tag, 0, len(b.ctags[0]))
+	}
+	tags = append(tags, b.tags[0], b.tags[1],
+		exporter.Tag{Key: exporter.TagPeerAddress, Value: a.addr},
+		exporter.Tag{Key: exporter.TagResendCount, Value: resendCount(a.resend)})
+	if a.gotConn {
+		reused := "false"
+		if a.reused {
+			reused = "true"
+		}
+		tags = append(tags, exporter.Tag{Key: exporter.TagConnectionReused, Value: reused})
+	}
+	var errType string
+	switch {
+	case final && a.answered && code != 0:
+		s.Status = code
+		if err != nil || code >= 500 {
+			s.Error = h.capTag(errText)
+			errType = strconv.Itoa(code)
+		}
+	case final:
+		if errText == "" {
+			break // answered, and what the placeholders say is unknown
+		}
+		s.Error = h.capTag(errText)
+		switch {
+		case a.dialErr != nil:
+			errType = errorType(a.dialErr)
+		case err != nil:
+			errType = errorType(err)
+		default:
+			errType = errTypeOther
+		}
+	case a.dialErr != nil:
+		s.Error = h.capTag(a.dialErr.Error())
+		errType = errorType(a.dialErr)
+	case a.answered:
+		s.Error = "reverse_proxy retried after this response"
+		errType = errTypeRetried
+	default:
+		s.Error = "no response; reverse_proxy retried"
+		errType = errTypeNoResponse
+	}
+	if errType != "" {
+		tags = append(tags, exporter.Tag{Key: exporter.TagErrorType, Value: errType})
+	}
+	s.Tags = tags
+	s.Annotations = b.annotations(a)
+	return s
+}
+
+// annotations returns the phases of a as annotations, in b's room while it
+// lasts.
+func (b *recordBuf) annotations(a *attempt) []exporter.Annotation {
+	n := 0
+	for _, t := range a.phases {
+		if !t.IsZero() {
+			n++
+		}
+	}
+	if n == 0 {
+		return nil
+	}
+	var as []exporter.Annotation
+	if free := len(b.anns) - b.annsUsed; n <= free {
+		as = b.anns[b.annsUsed : b.annsUsed : b.annsUsed+n]
+		b.annsUsed += n
+	} else {
+		as = make([]exporter.Annotation, 0, n)
+	}
+	for p, t := range a.phases {
+		if !t.IsZero() {
+			as = append(as, exporter.Annotation{Time: t, Value: phaseNames[p]})
+		}
+	}
+	return as
+}
+
+func resendCount(n int) string {
+	if n < len(resendCounts) {
+		return resendCounts[n]
+	}
+	return strconv.Itoa(n)
 }
 
 // finalStatus is the status the client gets and, for a failure, its

@@ -261,7 +261,7 @@ func checkAgentHop(t *testing.T, c segmentSource, up *upstream, path string, ex 
 	t.Helper()
 	sw := upstreamSW8(t, up)
 	want := swContext{sample: "1", traceID: agent.traceID, segment: sw.segment, span: 1, service: swService,
-		instance: swInstance, endpoint: "GET " + path, address: sw.address}
+		instance: swInstance, endpoint: "GET " + routeOf(path), address: sw.address}
 	if sw != want {
 		t.Errorf("upstream sw8 %+v, want %+v", sw, want)
 	}
@@ -280,10 +280,14 @@ func checkAgentHop(t *testing.T, c segmentSource, up *upstream, path string, ex 
 	checkTags(t, entry, map[string]string{"http.method": "GET", "url": path, "http.status_code": "200"})
 	checkTags(t, exit, map[string]string{"http.method": "GET", "url": path, "http.status_code": "200"})
 
-	// Everything else, field by field: times and tags were checked above.
+	// The first request to the upstream opens its connection.
+	checkLogs(t, exit, "connect.start", "connect.done", "ws", "wr")
+
+	// Everything else, field by field: times, tags and logs were checked
+	// above.
 	got := proto.Clone(seg).(*agentv3.SegmentObject)
 	for _, s := range got.Spans {
-		s.StartTime, s.EndTime, s.Tags = 0, 0, nil
+		s.StartTime, s.EndTime, s.Tags, s.Logs = 0, 0, nil, nil
 	}
 	wantSeg := &agentv3.SegmentObject{
 		TraceId:         agent.traceID,
@@ -293,7 +297,7 @@ func checkAgentHop(t *testing.T, c segmentSource, up *upstream, path string, ex 
 		Spans: []*agentv3.SpanObject{{
 			SpanId:        0,
 			ParentSpanId:  -1,
-			OperationName: "GET " + path,
+			OperationName: "GET " + routeOf(path),
 			Peer:          ex.client,
 			SpanType:      agentv3.SpanType_Entry,
 			SpanLayer:     agentv3.SpanLayer_Http,
@@ -311,7 +315,7 @@ func checkAgentHop(t *testing.T, c segmentSource, up *upstream, path string, ex 
 		}, {
 			SpanId:        1,
 			ParentSpanId:  0,
-			OperationName: "GET " + path,
+			OperationName: "GET " + routeOf(path),
 			Peer:          up.hostport(),
 			SpanType:      agentv3.SpanType_Exit,
 			SpanLayer:     agentv3.SpanLayer_Http,
@@ -830,8 +834,15 @@ func TestSkyWalkingUpstreamFailure(t *testing.T) {
 		if !s.IsError {
 			t.Errorf("span %d of a 502 is not marked isError", s.SpanId)
 		}
-		checkTags(t, s, map[string]string{"http.status_code": "502"})
-		if len(s.Logs) != 1 {
+		if s == exit {
+			// No response came: the Exit span says why instead.
+			checkTags(t, s, map[string]string{"error.type": "connection_refused"})
+		} else {
+			checkTags(t, s, map[string]string{"http.status_code": "502"})
+		}
+		if s == exit {
+			checkLogs(t, s, "connect.start", "connect.done", "error")
+		} else if len(s.Logs) != 1 {
 			t.Errorf("span %d has %d logs, want the error event", s.SpanId, len(s.Logs))
 		}
 	}

@@ -49,6 +49,17 @@ type Span struct {
 	Peer string
 	// Tags are extra span tags.
 	Tags []Tag
+	// Annotations are timed events within the span, in time order (the
+	// Annotation* values): Zipkin annotations, SkyWalking logs, OTLP
+	// events.
+	Annotations []Annotation
+}
+
+// Annotation is an event at a moment of a span, such as a connection
+// being set up.
+type Annotation struct {
+	Time  time.Time
+	Value string
 }
 
 // Record is everything the proxy learned about one sampled request: a SERVER
@@ -99,6 +110,9 @@ func spanSize(s *Span) int {
 	n := 128 + len(s.Name) + len(s.Error) + len(s.Peer)
 	for _, t := range s.Tags {
 		n += 32 + len(t.Key) + len(t.Value)
+	}
+	for _, a := range s.Annotations {
+		n += 40 + len(a.Value)
 	}
 	return n
 }

@@ -22,10 +22,30 @@ const (
 	TagUntrustedTraceID = "untrusted.trace_id"    // an untrusted caller's trace id, kept but not continued (SERVER span)
 	TagUntrustedSpanID  = "untrusted.span_id"     // an untrusted caller's span id (SERVER span)
 
+	// Tags of one upstream attempt (CLIENT span).
+	TagPeerAddress      = "peer.address"              // the upstream host:port the attempt went to
+	TagResendCount      = "http.request.resend_count" // the attempt number: 0 for the first, 1 for the first retry
+	TagErrorType        = "error.type"                // a failed attempt's low-cardinality reason: connection_refused, timeout, tls, reset, ...
+	TagConnectionReused = "network.connection.reused" // "true" when the attempt reused a kept-alive connection
+
 	// Prefixes of the recorded request and response header tags, followed
 	// by the lowercased header name.
 	TagRequestHeaderPrefix  = "http.request.header."
 	TagResponseHeaderPrefix = "http.response.header."
+)
+
+// Annotation values of an upstream attempt (CLIENT span). The connection
+// phases appear only on an attempt that set up a new connection; ws and wr
+// (Zipkin's wire send and wire receive) on every attempt that got that far.
+const (
+	AnnotationDNSStart     = "dns.start"     // resolving the upstream's name began
+	AnnotationDNSDone      = "dns.done"      // the name was resolved (or failed to)
+	AnnotationConnectStart = "connect.start" // the TCP connect began
+	AnnotationConnectDone  = "connect.done"  // the TCP connect ended
+	AnnotationTLSStart     = "tls.start"     // the TLS handshake began
+	AnnotationTLSDone      = "tls.done"      // the TLS handshake ended
+	AnnotationWireSend     = "ws"            // the request was written
+	AnnotationWireReceive  = "wr"            // the first byte of the response arrived
 )
 
 // SkyWalking OAP's reserved tag keys, as its HTTP plugins write them: OAP

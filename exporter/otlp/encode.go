@@ -105,6 +105,13 @@ func appendSpan(dst []byte, r *exporter.Record, s *exporter.Span) []byte {
 	dst = appendFixed64(dst, 7, uint64(start))
 	dst = appendFixed64(dst, 8, uint64(start+int64(s.Duration)))
 	dst = appendAttributes(dst, r, s)
+	for _, a := range s.Annotations {
+		var ev int
+		dst, ev = openField(dst, 11) // events
+		dst = appendFixed64(dst, 1, uint64(a.Time.UnixNano()))
+		dst = appendString(dst, 2, a.Value)
+		dst = closeField(dst, ev)
+	}
 	// The OpenTelemetry HTTP rules: every 5xx is an error, a 4xx only on
 	// the client side (the server answered the caller as designed), and a
 	// span that got no answer failed.
@@ -142,9 +149,10 @@ func appendAttributes(dst []byte, r *exporter.Record, s *exporter.Span) []byte {
 			}
 		}
 	}
-	if s.Error != "" || s.Status >= 500 || (s.Kind == exporter.KindClient && s.Status >= 400) {
+	if (s.Error != "" || s.Status >= 500 || (s.Kind == exporter.KindClient && s.Status >= 400)) && !hasTag(s, exporter.TagErrorType) {
 		// error.type is low-cardinality: the status when there was one,
-		// "_OTHER" otherwise, as the conventions ask.
+		// "_OTHER" otherwise, as the conventions ask; an attempt's own
+		// error.type tag (connection_refused, timeout, ...) says more.
 		if s.Status > 0 {
 			var b [20]byte
 			dst = appendStringAttr(dst, 9, "error.type", strconv.AppendInt(b[:0], int64(s.Status), 10))
@@ -166,6 +174,14 @@ func appendAttributes(dst []byte, r *exporter.Record, s *exporter.Span) []byte {
 			} else {
 				dst = appendStringAttr(dst, 9, "http.host", t.Value)
 			}
+		case exporter.TagPeerAddress:
+			// server.address and server.port above.
+		case exporter.TagResendCount:
+			if n, err := strconv.ParseInt(t.Value, 10, 64); err == nil {
+				dst = appendIntAttr(dst, 9, t.Key, n)
+			} else {
+				dst = appendStringAttr(dst, 9, t.Key, t.Value)
+			}
 		case "http.response.size":
 			if n, err := strconv.ParseInt(t.Value, 10, 64); err == nil {
 				dst = appendIntAttr(dst, 9, "http.response.body.size", n)
@@ -180,6 +196,16 @@ func appendAttributes(dst []byte, r *exporter.Record, s *exporter.Span) []byte {
 		dst = appendStringAttr(dst, 9, "tracingproxy.sampling_reason", r.SamplingReason)
 	}
 	return dst
+}
+
+// hasTag reports whether s carries a tag with the key.
+func hasTag(s *exporter.Span, key string) bool {
+	for _, t := range s.Tags {
+		if t.Key == key {
+			return true
+		}
+	}
+	return false
 }
 
 // splitHostPort splits host:port, [v6]:port or a bare host.

@@ -43,7 +43,10 @@ func testRecord() *exporter.Record {
 		},
 		Clients: []exporter.Span{
 			{Kind: exporter.KindClient, ID: headers.SpanID{2, 2, 2, 2, 2, 2, 2, 2}, Name: "GET", Start: t0.Add(time.Millisecond),
-				Duration: 3 * time.Millisecond, Error: "dial tcp: connection refused", Peer: "[::1]:8080"},
+				Duration: 3 * time.Millisecond, Error: "dial tcp: connection refused", Peer: "[::1]:8080",
+				Tags: []exporter.Tag{{Key: "peer.address", Value: "[::1]:8080"}, {Key: "http.request.resend_count", Value: "0"},
+					{Key: "error.type", Value: "connection_refused"}},
+				Annotations: []exporter.Annotation{{Time: t0.Add(time.Millisecond), Value: "connect.start"}, {Time: t0.Add(4 * time.Millisecond), Value: "connect.done"}}},
 			{Kind: exporter.KindClient, ID: headers.SpanID{3, 3, 3, 3, 3, 3, 3, 3}, Name: "GET", Start: t0.Add(5 * time.Millisecond),
 				Duration: 30 * time.Millisecond, Status: 404, Peer: "backend:9000"},
 		},
@@ -117,9 +120,12 @@ func TestEncodeMatchesStubs(t *testing.T) {
 				{
 					TraceId: tid, SpanId: r.Clients[0].ID[:], ParentSpanId: r.Server.ID[:], Name: "GET",
 					Kind: tracepb.Span_SPAN_KIND_CLIENT, StartTimeUnixNano: nanos(t0.Add(time.Millisecond)), EndTimeUnixNano: nanos(t0.Add(4 * time.Millisecond)),
-					Attributes: []*commonpb.KeyValue{str("server.address", "::1"), num("server.port", 8080), str("error.type", "_OTHER")},
-					Status:     &tracepb.Status{Code: tracepb.Status_STATUS_CODE_ERROR, Message: "dial tcp: connection refused"},
-					Flags:      1,
+					Attributes: []*commonpb.KeyValue{str("server.address", "::1"), num("server.port", 8080),
+						num("http.request.resend_count", 0), str("error.type", "connection_refused")},
+					Events: []*tracepb.Span_Event{{TimeUnixNano: nanos(t0.Add(time.Millisecond)), Name: "connect.start"},
+						{TimeUnixNano: nanos(t0.Add(4 * time.Millisecond)), Name: "connect.done"}},
+					Status: &tracepb.Status{Code: tracepb.Status_STATUS_CODE_ERROR, Message: "dial tcp: connection refused"},
+					Flags:  1,
 				},
 				{
 					TraceId: tid, SpanId: r.Clients[1].ID[:], ParentSpanId: r.Server.ID[:], Name: "GET",

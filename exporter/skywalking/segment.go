@@ -124,27 +124,31 @@ type builder struct {
 }
 
 // size allocates the blocks for r: per span, one pair per tag, one for
-// http.status_code, and two pairs and a log for an error.
+// http.status_code, a log of one pair per annotation, and two pairs and a
+// log for an error.
 func (b *builder) size(r *exporter.Record) {
-	pairs, errs := spanNeeds(&r.Server)
+	pairs, logs := spanNeeds(&r.Server)
 	for i := range r.Clients {
 		p, e := spanNeeds(&r.Clients[i])
-		pairs, errs = pairs+p, errs+e
+		pairs, logs = pairs+p, logs+e
 	}
 	b.kvs = make([]commonv3.KeyStringValuePair, pairs)
 	b.kvPtrs = make([]*commonv3.KeyStringValuePair, pairs)
-	if errs > 0 {
-		b.logs = make([]agentv3.Log, errs)
-		b.logPtrs = make([]*agentv3.Log, errs)
+	if logs > 0 {
+		b.logs = make([]agentv3.Log, logs)
+		b.logPtrs = make([]*agentv3.Log, logs)
 	}
 }
 
-func spanNeeds(s *exporter.Span) (pairs, errs int) {
-	pairs = len(s.Tags) + 1
+// spanNeeds counts the pairs and logs of a span: a log of one pair per
+// annotation, and a log of two pairs for an error.
+func spanNeeds(s *exporter.Span) (pairs, logs int) {
+	pairs = len(s.Tags) + 1 + len(s.Annotations)
+	logs = len(s.Annotations)
 	if s.Error != "" {
-		return pairs + 2, 1
+		return pairs + 2, logs + 1
 	}
-	return pairs, 0
+	return pairs, logs
 }
 
 // pair returns the next key/value pair, set to k and v.
@@ -196,6 +200,26 @@ func (b *builder) fill(o *agentv3.SpanObject, s *exporter.Span) {
 		o.Tags = tags
 	}
 
+	// Logs: the annotations, as SkyWalking agents write events (one
+	// "event" pair), then the error event at the span's end.
+	nlogs := len(s.Annotations)
+	if s.Error != "" {
+		nlogs++
+	}
+	if nlogs == 0 {
+		return
+	}
+	logs := b.logPtrs[:0:nlogs]
+	b.logPtrs = b.logPtrs[nlogs:]
+	for _, a := range s.Annotations {
+		data := b.kvPtrs[:1:1]
+		b.kvPtrs = b.kvPtrs[1:]
+		data[0] = b.pair(logEvent, validUTF8(a.Value))
+		l := &b.logs[0]
+		b.logs = b.logs[1:]
+		l.Time, l.Data = a.Time.UnixMilli(), data
+		logs = append(logs, l)
+	}
 	if s.Error != "" {
 		data := b.kvPtrs[:2:2]
 		b.kvPtrs = b.kvPtrs[2:]
@@ -204,11 +228,9 @@ func (b *builder) fill(o *agentv3.SpanObject, s *exporter.Span) {
 		l := &b.logs[0]
 		b.logs = b.logs[1:]
 		l.Time, l.Data = end, data
-		logs := b.logPtrs[:1:1]
-		b.logPtrs = b.logPtrs[1:]
-		logs[0] = l
-		o.Logs = logs
+		logs = append(logs, l)
 	}
+	o.Logs = logs
 }
 
 // statusCode returns the decimal text of an HTTP status code.

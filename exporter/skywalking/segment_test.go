@@ -58,6 +58,11 @@ func testRecord() *exporter.Record {
 				Status:   503,
 				Peer:     "10.0.0.10:8080",
 				Tags:     []exporter.Tag{{Key: "http.method", Value: "GET"}, {Key: "http.path", Value: "/orders/7"}},
+				Annotations: []exporter.Annotation{
+					{Time: t0.Add(5 * time.Millisecond), Value: "connect.start"},
+					{Time: t0.Add(6 * time.Millisecond), Value: "connect.done"},
+					{Time: t0.Add(7 * time.Millisecond), Value: "ws"},
+				},
 			},
 		},
 		Parent: headers.SkyWalking{
@@ -142,6 +147,11 @@ func wantSegment() *agentv3.SegmentObject {
 				IsError:       true,
 				Tags: []*commonv3.KeyStringValuePair{
 					kv("http.method", "GET"), kv("url", "/orders/7"), kv("http.status_code", "503"),
+				},
+				Logs: []*agentv3.Log{
+					{Time: 1740830400128, Data: []*commonv3.KeyStringValuePair{kv("event", "connect.start")}},
+					{Time: 1740830400129, Data: []*commonv3.KeyStringValuePair{kv("event", "connect.done")}},
+					{Time: 1740830400130, Data: []*commonv3.KeyStringValuePair{kv("event", "ws")}},
 				},
 			},
 		},

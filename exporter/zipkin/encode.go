@@ -30,6 +30,8 @@ const (
 	fragService    = `"serviceName":`
 	fragPort       = `"port":`
 	fragTags       = `,"tags":{`
+	fragAnnotation = `{"timestamp":`
+	fragAnnValue   = `,"value":`
 	fragStatusKey  = `"` + exporter.TagHTTPStatusCode + `":"`
 	fragErrorKey   = `"` + exporter.TagError + `":`
 	fragReasonKey  = `"` + exporter.TagSamplingReason + `":`
@@ -126,8 +128,37 @@ func appendSpan(dst []byte, r *exporter.Record, s *exporter.Span, hex *[32]byte)
 		dst = append(dst, '}')
 	}
 	dst = appendRemote(dst, s.Peer)
+	dst = appendAnnotations(dst, s.Annotations)
 	dst = appendTags(dst, r, s, hex)
 	return append(dst, '}')
+}
+
+// appendAnnotations writes the annotations array; nothing when there are
+// none. Zipkin requires a timestamp, so an annotation without one is left
+// out.
+func appendAnnotations(dst []byte, as []exporter.Annotation) []byte {
+	open := len(dst)
+	dst = append(dst, `,"annotations":[`...)
+	n := 0
+	for _, a := range as {
+		us := a.Time.UnixMicro()
+		if us <= 0 {
+			continue
+		}
+		if n > 0 {
+			dst = append(dst, ',')
+		}
+		n++
+		dst = append(dst, fragAnnotation...)
+		dst = strconv.AppendInt(dst, us, 10)
+		dst = append(dst, fragAnnValue...)
+		dst = appendString(dst, a.Value, false)
+		dst = append(dst, '}')
+	}
+	if n == 0 {
+		return dst[:open]
+	}
+	return append(dst, ']')
 }
 
 // durationMicros is the span's length in whole microseconds, at least 1 as

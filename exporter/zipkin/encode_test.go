@@ -203,6 +203,30 @@ func TestAppendJSONSpanFields(t *testing.T) {
 					t.Errorf("timestamp %d written for a zero start", *server.Timestamp)
 				}
 			}},
+		{"annotations in order, one without a time left out", func(r *exporter.Record) {
+			c := &r.Clients[0]
+			c.Annotations = []exporter.Annotation{
+				{Time: c.Start, Value: exporter.AnnotationConnectStart},
+				{Value: "no time"},
+				{Time: c.Start.Add(time.Millisecond), Value: exporter.AnnotationWireSend},
+			}
+		}, func(t *testing.T, server, client zipkintest.Span) {
+			if server.Annotations != nil {
+				t.Errorf("server annotations %+v, want none", server.Annotations)
+			}
+			got := client.Annotations
+			if len(got) != 2 || got[0].Value != "connect.start" || got[1].Value != "ws" ||
+				got[1].Timestamp-got[0].Timestamp != 1000 || got[0].Timestamp != *client.Timestamp {
+				t.Errorf("client annotations %+v, want connect.start at the span's start and ws 1000µs later", got)
+			}
+		}},
+		{"only annotations without a time: none written", func(r *exporter.Record) {
+			r.Clients[0].Annotations = []exporter.Annotation{{Value: "x"}}
+		}, func(t *testing.T, _, client zipkintest.Span) {
+			if client.Annotations != nil {
+				t.Errorf("annotations %+v written", client.Annotations)
+			}
+		}},
 		{"empty fields left out", func(r *exporter.Record) {
 			r.Service, r.SamplingReason = "", ""
 			r.Server.Name, r.Server.Peer, r.Server.Status, r.Server.Tags = "", "", 0, nil
