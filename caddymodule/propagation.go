@@ -92,7 +92,7 @@ type propagation struct {
 	clear      []string          // canonical header names
 	// baggagePrefixes are the canonical prefixes of the per-member
 	// baggage headers the configured formats own.
-	baggagePrefixes []string
+	baggagePrefixes      []string
 	keepUntrustedBaggage bool
 }
 
