@@ -131,6 +131,9 @@ func (o *proxyOptions) caddyfile() (string, error) {
 	if o.to == "" {
 		return "", fmt.Errorf("--to is required: the upstream to proxy to, e.g. 127.0.0.1:9000")
 	}
+	if err := checkUpstream(o.to); err != nil {
+		return "", err
+	}
 	host, port, err := net.SplitHostPort(o.from)
 	if err != nil {
 		return "", fmt.Errorf("--from must be host:port or :port, got %q", o.from)
@@ -238,6 +241,34 @@ func (o *proxyOptions) caddyfile() (string, error) {
 
 // upstreamHostport is the host:port dialled for --to, or "" when it is not
 // one plain address.
+// checkUpstream refuses a --to that reverse_proxy would only refuse at
+// run time, or dial as something else: it must be host:port, or http:// or
+// https:// with a host and an optional port, and nothing else.
+func checkUpstream(to string) error {
+	bad := fmt.Errorf("--to must be host:port or http(s)://host[:port], e.g. 127.0.0.1:9000, got %q", to)
+	u := to
+	if scheme, _, ok := strings.Cut(to, "://"); ok {
+		if scheme != "http" && scheme != "https" {
+			return bad
+		}
+	} else {
+		u = "http://" + to
+	}
+	pu, err := url.Parse(u)
+	if err != nil || pu.Hostname() == "" || pu.User != nil || (pu.Path != "" && pu.Path != "/") ||
+		pu.RawQuery != "" || pu.Fragment != "" || strings.ContainsAny(to, " \t,") {
+		return bad
+	}
+	if p := pu.Port(); p != "" {
+		if n, err := strconv.Atoi(p); err != nil || n < 1 || n > 65535 {
+			return bad
+		}
+	} else if strings.HasSuffix(pu.Host, ":") {
+		return bad
+	}
+	return nil
+}
+
 func upstreamHostport(to string) string {
 	u := to
 	if !strings.Contains(u, "://") {

@@ -135,9 +135,27 @@ func TestProxyCommandRefusesBadFlags(t *testing.T) {
 		{proxyOptions{from: ":8080", to: "x:1", zipkin: "localhost"}, "--zipkin must be an absolute URL"},
 		{proxyOptions{from: ":8080", to: "x:1", ui: "9412"}, "--ui must be host:port, :port or off"},
 		{proxyOptions{from: ":8080", to: "x:1", ui: ":8080"}, "--ui port must be a number from 1 to 65535 other than --from's"},
+		// Issue 13 item 6: upstreams reverse_proxy would only refuse, or
+		// dial wrongly, at run time.
+		{proxyOptions{from: ":8080", to: "not a host"}, "--to must be host:port or http(s)://host[:port]"},
+		{proxyOptions{from: ":8080", to: "ftp://backend:21"}, "--to must be host:port"},
+		{proxyOptions{from: ":8080", to: "http://backend:8080/api"}, "--to must be host:port"},
+		{proxyOptions{from: ":8080", to: "backend:http"}, "--to must be host:port"},
+		{proxyOptions{from: ":8080", to: "backend:70000"}, "--to must be host:port"},
+		{proxyOptions{from: ":8080", to: "backend:"}, "--to must be host:port"},
+		{proxyOptions{from: ":8080", to: ":9000"}, "--to must be host:port"},
+		{proxyOptions{from: ":8080", to: "http://user:pw@backend"}, "--to must be host:port"},
 	} {
 		if _, err := tc.o.caddyfile(); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%+v: error %v, want %q", tc.o, err, tc.want)
+		}
+	}
+}
+
+func TestCheckUpstreamAcceptsUpstreamForms(t *testing.T) {
+	for _, to := range []string{"127.0.0.1:9000", "backend", "backend:8080", "http://backend:8080", "https://backend", "https://backend/", "[::1]:9000", "localhost:1"} {
+		if err := checkUpstream(to); err != nil {
+			t.Errorf("--to %q refused: %v", to, err)
 		}
 	}
 }
