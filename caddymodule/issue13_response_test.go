@@ -11,6 +11,8 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -289,4 +291,62 @@ func TestIssue13CutRequestRecordedOnce(t *testing.T) {
 	if fmt.Sprint(names) != fmt.Sprint(want) {
 		t.Errorf("records %q, want %q", names, want)
 	}
+}
+
+// Item 6: a dead collector shows at once. The first failed export of a
+// failing streak is a warning, its retries are debug, and the first failure
+// after a success is a warning again.
+func TestIssue13FirstFailedExportIsAWarning(t *testing.T) {
+	var failing atomic.Bool
+	failing.Store(true)
+	col := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		if failing.Load() {
+			http.Error(w, "down for maintenance", http.StatusServiceUnavailable)
+			return
+		}
+		w.WriteHeader(http.StatusAccepted)
+	}))
+	t.Cleanup(col.Close)
+	up := newUpstream(t)
+	target := col.URL + "/api/v2/spans"
+	logFile := filepath.Join(t.TempDir(), "caddy.log")
+	startCaddyWith(t, fmt.Sprintf(`	log {
+		output file %s
+		format json
+		level DEBUG
+	}`, logFile), fmt.Sprintf(`	tracingproxy {
+		exporter zipkin %s {
+			batch_size 1
+			flush_interval 10ms
+			timeout 1s
+			max_retry_time 1m
+		}
+	}
+	reverse_proxy %s`, target, up.hostport()))
+	warnings := func() int {
+		b, _ := os.ReadFile(logFile)
+		return strings.Count(string(b), `"msg":"export failed; retrying until max_retry_time, then dropping"`)
+	}
+	if res, _ := get(t, "/one", nil); res.StatusCode != http.StatusOK {
+		t.Fatalf("status %d", res.StatusCode)
+	}
+	waitFor(t, 20*time.Second, "three failed attempts", func() bool { return queueStats(t, target).Failures >= 3 })
+	waitFor(t, 10*time.Second, "the failure warning", func() bool { return warnings() >= 1 })
+	if n := warnings(); n != 1 {
+		t.Errorf("%d warnings for one failing streak, want 1 (the retries at debug)", n)
+	}
+	if !logHas(t, logFile, func(e map[string]any) bool { return e["msg"] == "export attempt failed" && e["level"] == "debug" }) {
+		t.Error("no retry logged at debug")
+	}
+	failing.Store(false)
+	waitFor(t, 20*time.Second, "the record exported once the collector is back", func() bool { return queueStats(t, target).ExportedRecords >= 1 })
+	failing.Store(true)
+	before := queueStats(t, target).Failures
+	if res, _ := get(t, "/two", nil); res.StatusCode != http.StatusOK {
+		t.Fatalf("status %d", res.StatusCode)
+	}
+	waitFor(t, 20*time.Second, "a failure after the success", func() bool { return queueStats(t, target).Failures > before })
+	waitFor(t, 10*time.Second, "a second warning, for the new streak", func() bool { return warnings() == 2 })
+	failing.Store(false)
 }
