@@ -39,6 +39,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //			custom  trace_id <hdr> [span_id <hdr>] [parent_id <hdr>] [sampled <hdr>] [uuid]
 //			request_id [header <name>] [generate]
 //			trust   all | none | private_ranges | <cidr-or-ip...>   # whose trace headers to believe; default all
+//			untrusted_baggage drop | keep     # an untrusted client's baggage; default drop
 //		}
 //		sample_ratio <0..1>                  # for new traces; default 1
 //		sampler {
@@ -167,8 +168,20 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 						}
 					}
 					h.Propagation.RequestID = rid
+				case "untrusted_baggage":
+					if !d.NextArg() {
+						return d.Errf("propagation untrusted_baggage needs drop or keep")
+					}
+					v := d.Val()
+					if v != untrustedBaggageDrop && v != untrustedBaggageKeep {
+						return d.Errf("propagation untrusted_baggage: %q is not drop or keep", v)
+					}
+					if d.NextArg() {
+						return d.ArgErr()
+					}
+					h.Propagation.UntrustedBaggage = v
 				default:
-					return d.Errf("unknown propagation option %q (allowed: extract, inject, default, clear, baggage, custom, request_id, trust)", sub)
+					return d.Errf("unknown propagation option %q (allowed: extract, inject, default, clear, baggage, custom, request_id, trust, untrusted_baggage)", sub)
 				}
 			}
 		case "response_headers":

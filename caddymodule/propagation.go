@@ -43,6 +43,12 @@ type Propagation struct {
 	// new trace starts, and its ids are recorded as the tags
 	// untrusted.trace_id and untrusted.span_id.
 	Trust []string `json:"trust,omitempty"`
+	// UntrustedBaggage says what becomes of an untrusted client's baggage
+	// (W3C baggage, uberctx-*, ot-baggage-*, the Baggage prefixes,
+	// sw8-correlation): drop (default) removes it before the upstream sees
+	// the request; keep carries it on, validated and capped as a trusted
+	// caller's is.
+	UntrustedBaggage string `json:"untrusted_baggage,omitempty"`
 }
 
 // CustomHeaders names the headers of the custom format.
@@ -84,6 +90,10 @@ type propagation struct {
 	preserve   bool
 	defaultSet headers.FormatSet // injected under preserve when nothing came in
 	clear      []string          // canonical header names
+	// baggagePrefixes are the canonical prefixes of the per-member
+	// baggage headers the configured formats own.
+	baggagePrefixes      []string
+	keepUntrustedBaggage bool
 }
 
 // build compiles the propagation options; errors name the option.
@@ -163,6 +173,14 @@ func (p *Propagation) build() (*propagation, error) {
 		in = append(in, c)
 	}
 	out.prop = headers.NewPropagator(ex, in)
+	switch p.UntrustedBaggage {
+	case "", untrustedBaggageDrop:
+	case untrustedBaggageKeep:
+		out.keepUntrustedBaggage = true
+	default:
+		return nil, fmt.Errorf("propagation untrusted_baggage: %q is not drop or keep", p.UntrustedBaggage)
+	}
+	out.baggagePrefixes = ownedBaggagePrefixes(in, p.Baggage)
 	for _, name := range p.Clear {
 		if !validHeaderName(name) {
 			return nil, fmt.Errorf("propagation clear: %q is not a valid header name", name)

@@ -87,6 +87,9 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, next caddyhttp.H
 		*in = headers.Result{Present: in.Present, Malformed: in.Malformed,
 			SpanContext: headers.SpanContext{Baggage: in.Baggage, RequestID: in.RequestID}}
 	}
+	if !t.trusted && !h.prop.keepUntrustedBaggage {
+		in.Baggage = ""
+	}
 	t.init(h, in, r, &st.params)
 	if h.observe != nil {
 		h.observe(st)
@@ -117,6 +120,12 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, next caddyhttp.H
 
 	// Replace the caller's trace headers with the context of our CLIENT
 	// span; reverse_proxy copies the request headers upstream.
+	if bad := h.prop.sanitize(r.Header, t.trusted); bad != 0 {
+		h.metrics.countMalformed(bad)
+		if c := h.logger.Check(zapcore.DebugLevel, "removing malformed passthrough trace header"); c != nil {
+			c.Write(zap.Stringer("formats", bad))
+		}
+	}
 	h.prop.inject(r, in, &t.out, &st.wr)
 
 	told := h.setResponseHeaders(w, t)
@@ -332,8 +341,8 @@ func (t *hop) init(h *Handler, in *headers.Result, r *http.Request, p *sampler.P
 			SpanID:    1,
 			Service:   h.ServiceName,
 			Instance:  h.Instance,
-			Endpoint:  capCopy(t.name, swFieldMax),
-			Address:   capCopy(h.upstreamAddress(r), swFieldMax),
+			Endpoint:  noControl(capCopy(t.name, swFieldMax)),
+			Address:   noControl(capCopy(h.upstreamAddress(r), swFieldMax)),
 		}
 	}
 }
@@ -341,6 +350,23 @@ func (t *hop) init(h *Handler, in *headers.Result, r *http.Request, p *sampler.P
 // swFieldMax bounds the sw8 fields that come from the request (endpoint,
 // address), so the header stays under SkyWalking's 2 KiB whatever the path.
 const swFieldMax = 256
+
+// noControl replaces ASCII control characters (a path's decoded %0A) with
+// '?': the next hop refuses an sw8 whose fields hold them.
+func noControl(s string) string {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < ' ' || c == 0x7f {
+			b := []byte(s)
+			for j := i; j < len(b); j++ {
+				if b[j] < ' ' || b[j] == 0x7f {
+					b[j] = '?'
+				}
+			}
+			return string(b)
+		}
+	}
+	return s
+}
 
 // newSegmentID returns a fresh SkyWalking segment id: 32 random hex digits.
 func newSegmentID() string { return headers.NewTraceID().String() }

@@ -171,6 +171,10 @@ func decodeSW6(buf []byte, f *[sw6Full]string, nf int, spanID, parentInstance in
 			return ErrSW6Name
 		}
 	}
+	if !swPrintable(buf[start[trace]:end[trace]]) || !swPrintable(buf[start[segment]:end[segment]]) ||
+		!swNoControl(buf[start[peer]:end[peer]]) || !swNoControl(buf[start[endpoint]:end[endpoint]]) {
+		return ErrSWControl
+	}
 	sc.TraceID, sc.TraceID64 = swTraceID(buf[start[trace]:end[trace]])
 	sc.SpanID = spanIDFromSW(buf[start[segment]:], end[segment]-start[segment], spanID)
 	sc.Sampling = sampling

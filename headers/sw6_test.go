@@ -127,6 +127,7 @@ func TestSW6ExtractInvalid(t *testing.T) {
 		{"empty peer", with6(6, ""), ErrSW6EmptyField},
 		{"empty entry endpoint", with6(7, ""), ErrSW6EmptyField},
 		{"bad base64 trace id", with6(1, "a*=="), ErrSW6Base64},
+		{"trace id decoding to a newline", with6(1, b64("a\nb")), ErrSWControl},
 		{"bad padding", with6(2, "YQ="), ErrSW6Base64},
 		{"bad base64 entry endpoint", with6(7, "!!!!"), ErrSW6Base64},
 		{"peer '#' with no name", with6(6, b64("#")), ErrSW6Name},

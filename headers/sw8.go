@@ -28,6 +28,10 @@ var (
 	ErrSW8Base64 = errors.New("sw8: malformed base64")
 	// ErrSW8SpanID is a parent span id that is not a decimal int32 >= 0.
 	ErrSW8SpanID = errors.New("sw8: parent span id not a decimal int32 >= 0")
+	// ErrSWControl is a decoded field holding a control character, or an
+	// id (trace, segment) holding anything but printable ASCII: such a
+	// value would reach log lines and the backend's storage as is.
+	ErrSWControl = errors.New("sw8/sw6: decoded field holds control characters or a malformed id")
 )
 
 const (
@@ -126,6 +130,9 @@ func decodeSW8(buf []byte, f *[sw8Fields]string, spanID int32, sampling Sampling
 		n += m
 		end[k] = n
 	}
+	if !swPrintable(buf[:end[0]]) || !swPrintable(buf[end[4]:end[5]]) || !swNoControl(buf[end[0]:end[4]]) {
+		return ErrSWControl
+	}
 	sc.TraceID, sc.TraceID64 = swTraceID(buf[:end[0]])
 	sc.SpanID = spanIDFromSW(buf[end[4]:], end[5]-end[4], spanID)
 	sc.Sampling = sampling
@@ -140,6 +147,28 @@ func decodeSW8(buf []byte, f *[sw8Fields]string, spanID int32, sampling Sampling
 		SpanID:    spanID,
 	}
 	return nil
+}
+
+// swPrintable reports whether an id is printable ASCII without spaces, as
+// SkyWalking's trace and segment ids are.
+func swPrintable(b []byte) bool {
+	for _, c := range b {
+		if c <= ' ' || c >= 0x7f {
+			return false
+		}
+	}
+	return true
+}
+
+// swNoControl reports whether a decoded name (service, instance, endpoint,
+// address) holds no ASCII control character.
+func swNoControl(b []byte) bool {
+	for _, c := range b {
+		if c < ' ' || c == 0x7f {
+			return false
+		}
+	}
+	return true
 }
 
 // swTraceID maps decoded SkyWalking trace id bytes to the TraceID and whether

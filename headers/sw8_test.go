@@ -229,6 +229,12 @@ func TestSW8ExtractInvalid(t *testing.T) {
 		{"value of 2048 bytes", tooLong, ErrSW8TooLong},
 		{"value far over 2 KiB", with(6, b64(strings.Repeat("e", 4000))), ErrSW8TooLong},
 		{"spaces only", "   ", ErrSW8FieldCount},
+		{"trace id decoding to a newline", with(1, b64("abc\ndef")), ErrSWControl},
+		{"trace id decoding to an escape", with(1, b64("\x1b[31mred")), ErrSWControl},
+		{"trace id with a space", with(1, b64("a b")), ErrSWControl},
+		{"segment id decoding to NUL", with(2, b64("seg\x00")), ErrSWControl},
+		{"service with a carriage return", with(4, b64("svc\r\nX-Injected: 1")), ErrSWControl},
+		{"endpoint with DEL", with(6, b64("GET /\x7f")), ErrSWControl},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
