@@ -150,7 +150,14 @@ func (l *attemptLog) getConn(hostPort string) {
 	if !l.live {
 		return
 	}
-	if a := l.cur(); a != nil && a.end.IsZero() {
+	a := l.cur()
+	if a != nil && a.addr == hostPort && !a.gotConn && a.dialErr == nil && a.phases == ([nPhases]time.Time{}) {
+		// The same round trip asking again: net/http hands a request
+		// for an HTTP/2 connection it holds to the HTTP/2 pool, which
+		// reports GetConn once more before its GotConn.
+		return
+	}
+	if a != nil && a.end.IsZero() {
 		a.end = t
 	}
 	i := min(l.n, maxAttempts-1)

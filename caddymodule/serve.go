@@ -285,6 +285,7 @@ type hop struct {
 	method, path, query, host string
 	att                       *attemptLog // where next's upstream attempts report
 	attempts                  []attempt   // what they reported, once next returned
+	grpc                      grpcResult  // the gRPC status of the response, once next returned
 }
 
 func (t *hop) init(h *Handler, in *headers.Result, r *http.Request, p *sampler.Params) {
@@ -482,7 +483,7 @@ type recordBuf struct {
 	rec     exporter.Record
 	clients [1]exporter.Span
 	tags    [9]exporter.Tag
-	ctags   [1][6]exporter.Tag // the tags of the first CLIENT span
+	ctags   [1][7]exporter.Tag // the tags of the first CLIENT span
 	// anns and annsUsed hold the CLIENT spans' annotations: room for a
 	// fresh connection's connect, ws and wr. More (a retry, DNS, TLS)
 	// allocate, once the connection set-up costs far more anyway.
@@ -562,6 +563,14 @@ func (h *Handler) record(b *recordBuf, r *http.Request, t *hop, sr *statusRecord
 	for _, ht := range h.respTags {
 		if v := sr.Header()[ht.header]; len(v) > 0 {
 			rec.Server.Tags = append(rec.Server.Tags, exporter.Tag{Key: ht.tag, Value: capTag(strings.Join(v, ","))})
+		}
+	}
+	// A gRPC call's outcome is its grpc-status, whatever the HTTP status.
+	if t.grpc = grpcStatus(sr.Header()); t.grpc.code != "" {
+		rec.Server.Tags = append(rec.Server.Tags, exporter.Tag{Key: exporter.TagGRPCStatusCode, Value: t.grpc.code})
+		if t.grpc.failed() && errText == "" {
+			errText = t.grpc.errorText()
+			rec.Server.Error = capTag(errText)
 		}
 	}
 
@@ -692,9 +701,16 @@ func (h *Handler) attemptSpan(b *recordBuf, t *hop, a *attempt, k int, final boo
 	switch {
 	case final && a.answered && code != 0:
 		s.Status = code
-		if err != nil || code >= 500 {
+		if t.grpc.code != "" {
+			tags = append(tags, exporter.Tag{Key: exporter.TagGRPCStatusCode, Value: t.grpc.code})
+		}
+		switch {
+		case err != nil || code >= 500:
 			s.Error = h.capTag(errText)
 			errType = strconv.Itoa(code)
+		case t.grpc.failed():
+			s.Error = h.capTag(errText)
+			errType = t.grpc.name
 		}
 	case final:
 		if errText == "" {

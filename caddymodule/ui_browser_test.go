@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/tracingproxy/tracingproxy/headers"
 )
 
 // chromium finds a headless browser: $CHROMIUM, else Debian's chromium.
@@ -62,7 +64,9 @@ func TestUIInABrowser(t *testing.T) {
 	browser := chromium(t)
 	up := newUpstream(t)
 	startCaddy(t, uiSite(strings.TrimPrefix(up.URL, "http://"), ""))
-	const id = "5bf92f3577b34da6a3ce929d0e0e4737"
+	// A fresh trace id: the store is the process's, and outlives a run of
+	// the test (go test -count=5).
+	id := headers.NewTraceID().String()
 	if res, _ := get(t, "/orders/7?sleep=20ms", map[string][]string{"Traceparent": {"00-" + id + "-00f067aa0ba902b7-01"}}); res.StatusCode != 200 {
 		t.Fatalf("proxied request: %d", res.StatusCode)
 	}

@@ -27,6 +27,7 @@ const (
 	TagResendCount      = "http.request.resend_count" // the attempt number: 0 for the first, 1 for the first retry
 	TagErrorType        = "error.type"                // a failed attempt's low-cardinality reason: connection_refused, timeout, tls, reset, ...
 	TagConnectionReused = "network.connection.reused" // "true" when the attempt reused a kept-alive connection
+	TagGRPCStatusCode   = "grpc.status_code"          // a gRPC call's grpc-status (Brave's name)
 
 	// Prefixes of the recorded request and response header tags, followed
 	// by the lowercased header name.
@@ -68,6 +69,7 @@ const (
 	OTelHTTPResponseBodySize   = "http.response.body.size"
 	OTelErrorType              = "error.type"
 	OTelHTTPRequestResendCount = "http.request.resend_count"
+	OTelRPCGRPCStatusCode      = "rpc.grpc.status_code"
 	OTelNetworkPeerAddress     = "network.peer.address"
 	OTelNetworkPeerPort        = "network.peer.port"
 	OTelClientAddress          = "client.address"
@@ -90,6 +92,8 @@ func OTelKey(key string) string {
 		return OTelHTTPResponseStatusCode
 	case TagHTTPResponseSize:
 		return OTelHTTPResponseBodySize
+	case TagGRPCStatusCode:
+		return OTelRPCGRPCStatusCode
 	}
 	return key
 }

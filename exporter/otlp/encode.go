@@ -176,6 +176,12 @@ func appendAttributes(dst []byte, r *exporter.Record, s *exporter.Span) []byte {
 			}
 		case exporter.TagPeerAddress:
 			// server.address and server.port above.
+		case exporter.TagGRPCStatusCode:
+			if n, err := strconv.ParseInt(t.Value, 10, 64); err == nil {
+				dst = appendIntAttr(dst, 9, exporter.OTelRPCGRPCStatusCode, n)
+			} else {
+				dst = appendStringAttr(dst, 9, t.Key, t.Value)
+			}
 		case exporter.TagResendCount:
 			if n, err := strconv.ParseInt(t.Value, 10, 64); err == nil {
 				dst = appendIntAttr(dst, 9, t.Key, n)
