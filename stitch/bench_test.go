@@ -9,19 +9,52 @@ import (
 )
 
 // BenchmarkIngress is the added cost per ingress request: Begin and End with
-// a request id, against a registry holding 64 other in-flight requests.
+// a request id seen before (the map entry is reused), against a registry
+// holding 64 other in-flight requests.
 func BenchmarkIngress(b *testing.B) {
 	r := NewRegistry(Config{})
 	for i := 0; i < 64; i++ {
-		r.Begin(ctxN(1), "bg-"+strconv.Itoa(i))
+		begin(r, 1, "bg-"+strconv.Itoa(i))
 	}
 	ids := make([]string, 1024)
 	for i := range ids {
 		ids[i] = "req-" + strconv.Itoa(i)
+		r.End(begin(r, 2, ids[i]))
 	}
+	in := &Ingress{Ctx: ctxN(2)}
 	b.ReportAllocs()
 	for i := 0; b.Loop(); i++ {
-		r.End(r.Begin(ctxN(2), ids[i&1023]))
+		in.RequestID = ids[i&1023]
+		r.Begin(in)
+		r.End(in)
+	}
+}
+
+// BenchmarkIngressUniqueID is Begin and End with a new id every request
+// (generated X-Request-IDs), the map at its bound evicting one entry each.
+func BenchmarkIngressUniqueID(b *testing.B) {
+	r := NewRegistry(Config{MaxIDs: 4096})
+	ids := make([]string, 1<<16)
+	for i := range ids {
+		ids[i] = "00000000-0000-4000-8000-" + strconv.FormatInt(100000000000+int64(i), 10)
+	}
+	in := &Ingress{Ctx: ctxN(2)}
+	b.ReportAllocs()
+	for i := 0; b.Loop(); i++ {
+		in.RequestID = ids[i&(1<<16-1)]
+		r.Begin(in)
+		r.End(in)
+	}
+}
+
+// BenchmarkIngressNoID is Begin and End of a request without a request id.
+func BenchmarkIngressNoID(b *testing.B) {
+	r := NewRegistry(Config{})
+	in := &Ingress{Ctx: ctxN(2)}
+	b.ReportAllocs()
+	for b.Loop() {
+		r.Begin(in)
+		r.End(in)
 	}
 }
 
@@ -29,7 +62,7 @@ func BenchmarkIngress(b *testing.B) {
 func BenchmarkEgressRequestID(b *testing.B) {
 	r := NewRegistry(Config{})
 	for i := 0; i < 64; i++ {
-		r.Begin(ctxN(1), "bg-"+strconv.Itoa(i))
+		begin(r, 1, "bg-"+strconv.Itoa(i))
 	}
 	b.ReportAllocs()
 	for b.Loop() {
@@ -54,16 +87,16 @@ func BenchmarkEgressProcessCached(b *testing.B) {
 	defer cl.Close()
 	m := NewProcMapper("", 0)
 	c := Conn{Local: netip.MustParseAddrPort(cl.LocalAddr().String()), Remote: netip.MustParseAddrPort(cl.RemoteAddr().String())}
-	pid, err := m.PID(c)
+	pid, err := m.PID(cl, c)
 	if err != nil {
 		b.Skip(err)
 	}
-	r := NewRegistry(Config{Methods: []Method{MethodProcess}})
+	r := NewRegistry(Config{Methods: []Method{MethodProcess}, Resolve: pidOf})
 	for i := 0; i < 64; i++ {
-		r.SetPID(r.Begin(ctxN(1), ""), 100000+i)
+		onPID(r, begin(r, 1, ""), 10000+i)
 	}
-	r.SetPID(r.Begin(ctxN(2), ""), pid)
-	lookup := func() (int, error) { return m.PID(c) }
+	onPID(r, begin(r, 2, ""), pid)
+	lookup := func() (int, error) { return m.PID(cl, c) }
 	b.ReportAllocs()
 	for b.Loop() {
 		if r.Attribute(Call{PID: lookup}).Method != MethodProcess {
@@ -89,15 +122,16 @@ func BenchmarkProcScanUncached(b *testing.B) {
 	c := Conn{Local: netip.MustParseAddrPort(cl.LocalAddr().String()), Remote: netip.MustParseAddrPort(cl.RemoteAddr().String())}
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, err := m.PID(c); err != nil {
+		if _, err := m.PID(cl, c); err != nil {
 			b.Skip(err)
 		}
-		m.Forget(c)
+		m.Forget(cl)
 	}
 }
 
 // BenchmarkIDMapAtBound reports the heap held by a full request-id map
 // (DefaultMaxIDs entries with 36-byte ids) as bytes/map and bytes/entry.
+// One iteration fills the map: run it with -benchtime 1x.
 func BenchmarkIDMapAtBound(b *testing.B) {
 	b.ReportAllocs()
 	var held uint64
@@ -106,8 +140,11 @@ func BenchmarkIDMapAtBound(b *testing.B) {
 		runtime.GC()
 		runtime.ReadMemStats(&before)
 		r := NewRegistry(Config{})
+		in := &Ingress{Ctx: ctxN(1)}
 		for i := 0; i < DefaultMaxIDs+1000; i++ {
-			r.End(r.Begin(ctxN(1), "00000000-0000-0000-0000-"+strconv.FormatInt(100000000000+int64(i), 10)))
+			in.RequestID = "00000000-0000-0000-0000-" + strconv.FormatInt(100000000000+int64(i), 10)
+			r.Begin(in)
+			r.End(in)
 		}
 		runtime.GC()
 		runtime.ReadMemStats(&after)

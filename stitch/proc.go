@@ -29,7 +29,9 @@ type Conn struct {
 
 // ProcMapper maps service-side TCP sockets to the process holding them
 // through /proc/net/tcp{,6} and /proc/<pid>/fd. Results are cached per
-// connection until Forget, so /proc is read once per connection.
+// connection until Forget, so /proc is read once per connection. The
+// processes that held sockets before are searched first, so a prefork
+// service's workers are found without walking every process.
 type ProcMapper struct {
 	root string
 	// OnUnavailable is called once, with the cause, the first time /proc
@@ -39,10 +41,14 @@ type ProcMapper struct {
 	once   sync.Once
 	broken bool
 
-	mu    sync.Mutex
-	cache map[Conn]int
-	max   int
+	mu     sync.Mutex
+	cache  map[any]int
+	max    int
+	recent []int // pids that held a socket, newest last
 }
+
+// maxRecent bounds the pids searched before the full walk of /proc.
+const maxRecent = 64
 
 // NewProcMapper returns a mapper reading root ("/proc" when empty) and
 // caching at most max connections (4096 when max <= 0).
@@ -53,17 +59,20 @@ func NewProcMapper(root string, max int) *ProcMapper {
 	if max <= 0 {
 		max = 4096
 	}
-	return &ProcMapper{root: root, cache: make(map[Conn]int), max: max}
+	return &ProcMapper{root: root, cache: make(map[any]int), max: max}
 }
 
-// PID returns the process holding the service side of c.
-func (m *ProcMapper) PID(c Conn) (int, error) {
+// PID returns the process holding the service side of c. key identifies
+// the connection in the cache: a value unique to it while it is open (the
+// net.Conn itself), since the address pair of a closed connection can be
+// reused by a new one in another process. Failures are not cached.
+func (m *ProcMapper) PID(key any, c Conn) (int, error) {
 	m.mu.Lock()
 	if m.broken {
 		m.mu.Unlock()
 		return 0, ErrNoProc
 	}
-	if pid, ok := m.cache[c]; ok {
+	if pid, ok := m.cache[key]; ok {
 		m.mu.Unlock()
 		return pid, nil
 	}
@@ -80,7 +89,7 @@ func (m *ProcMapper) PID(c Conn) (int, error) {
 	if len(m.cache) >= m.max {
 		clear(m.cache)
 	}
-	m.cache[c] = pid
+	m.cache[key] = pid
 	m.mu.Unlock()
 	return pid, nil
 }
@@ -92,10 +101,10 @@ func (m *ProcMapper) Cached() int {
 	return len(m.cache)
 }
 
-// Forget drops c from the cache when the connection closes.
-func (m *ProcMapper) Forget(c Conn) {
+// Forget drops a connection from the cache when it closes.
+func (m *ProcMapper) Forget(key any) {
 	m.mu.Lock()
-	delete(m.cache, c)
+	delete(m.cache, key)
 	m.mu.Unlock()
 }
 
@@ -208,8 +217,18 @@ func parseProcAddr(b []byte) (netip.AddrPort, bool) {
 	return netip.AddrPortFrom(a, uint16(port)), true
 }
 
-// holder finds the process with an fd on socket:[inode].
+// holder finds the process with an fd on socket:[inode]: first among the
+// recent holders, then in every process.
 func (m *ProcMapper) holder(inode uint64) (int, error) {
+	want := "socket:[" + strconv.FormatUint(inode, 10) + "]"
+	m.mu.Lock()
+	recent := append([]int(nil), m.recent...)
+	m.mu.Unlock()
+	for i := len(recent) - 1; i >= 0; i-- {
+		if m.holds(recent[i], want) {
+			return recent[i], nil
+		}
+	}
 	d, err := os.Open(m.root)
 	if err != nil {
 		return 0, err
@@ -219,22 +238,51 @@ func (m *ProcMapper) holder(inode uint64) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	want := "socket:[" + strconv.FormatUint(inode, 10) + "]"
 	for _, n := range names {
 		pid, err := strconv.Atoi(n)
 		if err != nil || pid <= 0 {
 			continue
 		}
-		fdDir := filepath.Join(m.root, n, "fd")
-		fds, err := os.ReadDir(fdDir)
-		if err != nil {
-			continue // another user's process, or gone
-		}
-		for _, fd := range fds {
-			if link, err := os.Readlink(filepath.Join(fdDir, fd.Name())); err == nil && link == want {
-				return pid, nil
-			}
+		if m.holds(pid, want) {
+			m.remember(pid)
+			return pid, nil
 		}
 	}
 	return 0, ErrNoSocket
+}
+
+// holds reports whether process pid has an fd whose link is want.
+func (m *ProcMapper) holds(pid int, want string) bool {
+	fdDir := filepath.Join(m.root, strconv.Itoa(pid), "fd")
+	d, err := os.Open(fdDir)
+	if err != nil {
+		return false // another user's process, or gone
+	}
+	fds, err := d.Readdirnames(-1)
+	d.Close()
+	if err != nil {
+		return false
+	}
+	for _, fd := range fds {
+		if link, err := os.Readlink(fdDir + "/" + fd); err == nil && link == want {
+			return true
+		}
+	}
+	return false
+}
+
+// remember adds pid to the recent holders, dropping the oldest beyond
+// maxRecent.
+func (m *ProcMapper) remember(pid int) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, p := range m.recent {
+		if p == pid {
+			return
+		}
+	}
+	if len(m.recent) == maxRecent {
+		m.recent = append(m.recent[:0], m.recent[1:]...)
+	}
+	m.recent = append(m.recent, pid)
 }

@@ -1,7 +1,6 @@
 package stitch
 
 import (
-	"container/list"
 	"sync"
 	"time"
 
@@ -22,35 +21,57 @@ type Config struct {
 	// Methods is the order Attribute tries; nil means DefaultMethods.
 	Methods []Method
 	// MaxInflight caps the in-flight ingress requests tracked; requests
-	// beyond it are served but not registered (Begin returns nil).
+	// beyond it are served but not tracked, and while any is in flight the
+	// process and sole_inflight methods, which need the whole set, answer
+	// nothing.
 	MaxInflight int
-	// MaxIDs caps the request-id map; the oldest entry is evicted first.
+	// MaxIDs caps the ended entries of the request-id map, kept for IDTTL
+	// after their request ended; the oldest is evicted first. Ids of
+	// in-flight requests are never evicted (MaxInflight bounds them).
 	MaxIDs int
 	// IDTTL is how long an id stays after its request ended, so a call made
 	// after the inbound response (fire-and-forget work) is still stitched.
 	IDTTL time.Duration
+	// Resolve maps the service side of an ingress request's upstream
+	// connection to the service process holding it (ProcMapper.PID). It is
+	// called only by Attribute for method process, after the call arrived,
+	// so every connection that could have caused the call was accepted.
+	// Nil disables method process.
+	Resolve func(key any, c Conn) (int, error)
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 }
 
-// Ingress is one in-flight inbound request of the service.
+// Ingress is one in-flight inbound request of the service. The caller owns
+// it (it may live in pooled per-request state): fill Ctx, RequestID and
+// Data, call Begin, and End before reusing it.
 type Ingress struct {
 	// Ctx names the ingress SERVER span egress calls become children of.
 	Ctx headers.SpanContext
 	// RequestID is the correlation id the request carried or was given.
 	RequestID string
+	// Data is the caller's, handed back in Result while the request is in
+	// flight (never after End: an id kept for its TTL holds no Data).
+	Data any
 
-	seq uint64
-	pid int // service process serving it, 0 while unknown
+	seq     uint64 // 0 when not tracked
+	over    bool   // counted in Registry.overflow
+	connKey any    // the upstream connection, for method process
+	conn    Conn
+	hasConn bool
+	pid     int // service process serving it, 0 while unknown
 }
 
+// idEntry is one request id: live while requests with it are in flight,
+// then kept for the TTL in the ended list (oldest first).
 type idEntry struct {
-	id        string
-	ctx       headers.SpanContext
-	live      int
-	ambiguous bool
-	ended     time.Time
-	elem      *list.Element
+	id         string
+	ctx        headers.SpanContext
+	data       any
+	live       int
+	ambiguous  bool
+	ended      time.Time
+	prev, next *idEntry // the ended list, while live == 0
 }
 
 // Registry is the attribution state one service shares between its ingress
@@ -60,14 +81,16 @@ type Registry struct {
 	maxInflight int
 	maxIDs      int
 	ttl         time.Duration
+	resolve     func(key any, c Conn) (int, error)
 	now         func() time.Time
 
-	mu       sync.Mutex
-	seq      uint64
-	inflight map[uint64]*Ingress
-	byPID    map[int]int // pid → in-flight ingress requests served by it
-	ids      map[string]*idEntry
-	order    list.List // *idEntry, oldest first
+	mu         sync.Mutex
+	seq        uint64
+	inflight   map[uint64]*Ingress
+	overflow   int // untracked in-flight requests (beyond MaxInflight)
+	ids        map[string]*idEntry
+	head, tail *idEntry // ended ids, oldest first
+	ended      int
 }
 
 // NewRegistry returns an empty Registry bounded by cfg.
@@ -77,9 +100,9 @@ func NewRegistry(cfg Config) *Registry {
 		maxInflight: cfg.MaxInflight,
 		maxIDs:      cfg.MaxIDs,
 		ttl:         cfg.IDTTL,
+		resolve:     cfg.Resolve,
 		now:         cfg.Now,
 		inflight:    make(map[uint64]*Ingress),
-		byPID:       make(map[int]int),
 		ids:         make(map[string]*idEntry),
 	}
 	if r.methods == nil {
@@ -113,119 +136,134 @@ func (r *Registry) Uses(m Method) bool {
 	return false
 }
 
-// Begin registers an inbound request. It returns nil when MaxInflight
-// requests are already tracked; End and SetPID accept nil.
-func (r *Registry) Begin(ctx headers.SpanContext, requestID string) *Ingress {
+// Begin registers an inbound request. It reports false when MaxInflight
+// requests are already tracked: in is then only counted, and End must
+// still be called.
+func (r *Registry) Begin(in *Ingress) bool {
+	in.seq, in.over, in.connKey, in.hasConn, in.pid = 0, false, nil, false, 0
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if len(r.inflight) >= r.maxInflight {
-		return nil
+		r.overflow++
+		in.over = true
+		return false
 	}
 	r.seq++
-	in := &Ingress{Ctx: ctx, RequestID: requestID, seq: r.seq}
+	in.seq = r.seq
 	r.inflight[in.seq] = in
-	if requestID != "" {
-		r.beginID(requestID, ctx)
+	if in.RequestID != "" {
+		r.beginID(in)
 	}
-	return in
+	return true
 }
 
-func (r *Registry) beginID(id string, ctx headers.SpanContext) {
-	if e, ok := r.ids[id]; ok {
+func (r *Registry) beginID(in *Ingress) {
+	if e, ok := r.ids[in.RequestID]; ok {
 		if e.live > 0 {
-			// Two live requests with one id: no call can tell them apart.
+			// Two live requests with one id: no call can tell them
+			// apart, and a client must not join another's trace by
+			// reusing its id.
 			e.ambiguous = true
 		} else {
-			e.ctx, e.ambiguous = ctx, false
+			r.unlink(e)
+			e.ctx, e.data, e.ambiguous = in.Ctx, in.Data, false
 		}
 		e.live++
-		r.order.MoveToBack(e.elem)
 		return
 	}
 	r.expire()
-	for len(r.ids) >= r.maxIDs {
-		r.evict(r.order.Front())
+	r.ids[in.RequestID] = &idEntry{id: in.RequestID, ctx: in.Ctx, data: in.Data, live: 1}
+}
+
+// unlink takes an ended entry off the ended list.
+func (r *Registry) unlink(e *idEntry) {
+	if e.prev != nil {
+		e.prev.next = e.next
+	} else {
+		r.head = e.next
 	}
-	e := &idEntry{id: id, ctx: ctx, live: 1}
-	e.elem = r.order.PushBack(e)
-	r.ids[id] = e
+	if e.next != nil {
+		e.next.prev = e.prev
+	} else {
+		r.tail = e.prev
+	}
+	e.prev, e.next = nil, nil
+	r.ended--
 }
 
-func (r *Registry) evict(el *list.Element) {
-	e := el.Value.(*idEntry)
-	r.order.Remove(el)
-	delete(r.ids, e.id)
+// pushEnded appends a just-ended entry, evicting the oldest beyond MaxIDs.
+func (r *Registry) pushEnded(e *idEntry) {
+	e.prev, e.next = r.tail, nil
+	if r.tail != nil {
+		r.tail.next = e
+	} else {
+		r.head = e
+	}
+	r.tail = e
+	r.ended++
+	for r.ended > r.maxIDs {
+		old := r.head
+		r.unlink(old)
+		delete(r.ids, old.id)
+	}
 }
 
-// expire drops ended entries past their TTL from the old end of the list.
+// expire drops ended entries past their TTL, oldest first.
 func (r *Registry) expire() {
 	now := r.now()
-	for el := r.order.Front(); el != nil; {
-		e := el.Value.(*idEntry)
-		if e.live > 0 || now.Sub(e.ended) < r.ttl {
-			return
-		}
-		next := el.Next()
-		r.evict(el)
-		el = next
+	for r.head != nil && now.Sub(r.head.ended) >= r.ttl {
+		old := r.head
+		r.unlink(old)
+		delete(r.ids, old.id)
 	}
 }
 
 // End unregisters an inbound request when its response is done.
 func (r *Registry) End(in *Ingress) {
-	if in == nil {
-		return
-	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if _, ok := r.inflight[in.seq]; !ok {
+	if in.over {
+		in.over = false
+		r.overflow--
+		return
+	}
+	if in.seq == 0 {
 		return
 	}
 	delete(r.inflight, in.seq)
-	if in.pid != 0 {
-		r.dropPID(in.pid)
+	in.seq = 0
+	in.connKey = nil
+	if in.RequestID == "" {
+		return
 	}
-	if in.RequestID != "" {
-		if e, ok := r.ids[in.RequestID]; ok && e.live > 0 {
-			e.live--
-			if e.live == 0 {
-				e.ended = r.now()
-				r.order.MoveToBack(e.elem)
-			}
+	if e, ok := r.ids[in.RequestID]; ok && e.live > 0 {
+		e.live--
+		if e.live == 0 {
+			// The id outlives its request for the TTL, without the
+			// request's Data.
+			e.ended, e.data = r.now(), nil
+			r.pushEnded(e)
 		}
 	}
 }
 
-func (r *Registry) dropPID(pid int) {
-	if r.byPID[pid] <= 1 {
-		delete(r.byPID, pid)
-	} else {
-		r.byPID[pid]--
-	}
-}
-
-// SetPID records the service process serving in (from the process mapper).
-func (r *Registry) SetPID(in *Ingress, pid int) {
-	if in == nil || pid <= 0 {
-		return
-	}
+// SetConn records the upstream connection serving in: key identifies the
+// connection (it is the cache key of Config.Resolve), c is its service
+// side. A request retried on another connection records the last one.
+func (r *Registry) SetConn(in *Ingress, key any, c Conn) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if _, ok := r.inflight[in.seq]; !ok || in.pid == pid {
+	if in.seq == 0 {
 		return
 	}
-	if in.pid != 0 {
-		r.dropPID(in.pid)
-	}
-	in.pid = pid
-	r.byPID[pid]++
+	in.connKey, in.conn, in.hasConn, in.pid = key, c, true, 0
 }
 
-// Inflight is the number of tracked in-flight ingress requests.
+// Inflight is the number of in-flight ingress requests, tracked or not.
 func (r *Registry) Inflight() int {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return len(r.inflight)
+	return len(r.inflight) + r.overflow
 }
 
 // IDs is the number of entries in the request-id map.
@@ -254,6 +292,8 @@ type Result struct {
 	Method Method
 	// Parent is the context the egress span continues (Method != MethodNone).
 	Parent headers.SpanContext
+	// Data is the matched ingress request's Data while it is in flight.
+	Data any
 	// Candidates holds up to MaxCandidates in-flight ingress span ids when
 	// Method is MethodNone.
 	Candidates []headers.SpanID
@@ -271,66 +311,108 @@ func (r *Registry) Attribute(c Call) Result {
 			if c.RequestID == "" {
 				continue
 			}
-			if ctx, ok := r.lookupID(c.RequestID); ok {
-				return Result{Method: MethodRequestID, Parent: ctx}
+			if res, ok := r.lookupID(c.RequestID); ok {
+				return res
 			}
 		case MethodProcess:
-			if c.PID == nil {
+			if c.PID == nil || r.resolve == nil {
 				continue
 			}
 			pid, err := c.PID()
 			if err != nil || pid <= 0 {
 				continue
 			}
-			if ctx, ok := r.byProcess(pid); ok {
-				return Result{Method: MethodProcess, Parent: ctx}
+			if res, ok := r.byProcess(pid); ok {
+				return res
 			}
 		case MethodSoleInflight:
-			if ctx, ok := r.sole(); ok {
-				return Result{Method: MethodSoleInflight, Parent: ctx}
+			if res, ok := r.sole(); ok {
+				return res
 			}
 		}
 	}
 	return Result{Method: MethodNone, Candidates: r.candidates()}
 }
 
-func (r *Registry) lookupID(id string) (headers.SpanContext, bool) {
+func (r *Registry) lookupID(id string) (Result, bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	e, ok := r.ids[id]
 	if !ok || e.ambiguous {
-		return headers.SpanContext{}, false
+		return Result{}, false
 	}
 	if e.live == 0 && r.now().Sub(e.ended) >= r.ttl {
-		return headers.SpanContext{}, false
+		return Result{}, false
 	}
-	return e.ctx, true
+	return Result{Method: MethodRequestID, Parent: e.ctx, Data: e.data}, true
 }
 
-func (r *Registry) byProcess(pid int) (headers.SpanContext, bool) {
+// pending is an in-flight request whose process is not known yet.
+type pending struct {
+	seq uint64
+	key any
+	c   Conn
+	pid int
+}
+
+// byProcess answers the one in-flight request served by pid. Connections
+// not resolved yet are resolved first (outside the lock: Resolve may read
+// /proc); one that no process holds was not accepted by the service, so its
+// request cannot have made the call.
+func (r *Registry) byProcess(pid int) (Result, bool) {
+	var todo []pending
 	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.byPID[pid] != 1 {
-		return headers.SpanContext{}, false
+	if r.overflow > 0 {
+		r.mu.Unlock()
+		return Result{}, false
 	}
-	for _, in := range r.inflight {
-		if in.pid == pid {
-			return in.Ctx, true
+	for seq, in := range r.inflight {
+		if in.hasConn && in.pid == 0 {
+			todo = append(todo, pending{seq: seq, key: in.connKey, c: in.conn})
 		}
 	}
-	return headers.SpanContext{}, false
-}
-
-func (r *Registry) sole() (headers.SpanContext, bool) {
+	r.mu.Unlock()
+	for i := range todo {
+		if p, err := r.resolve(todo[i].key, todo[i].c); err == nil {
+			todo[i].pid = p
+		}
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if len(r.inflight) != 1 {
-		return headers.SpanContext{}, false
+	for _, p := range todo {
+		if in, ok := r.inflight[p.seq]; ok && in.connKey == p.key && in.pid == 0 {
+			in.pid = p.pid
+		}
+	}
+	if r.overflow > 0 {
+		return Result{}, false
+	}
+	var match *Ingress
+	for _, in := range r.inflight {
+		if in.pid != pid {
+			continue
+		}
+		if match != nil {
+			return Result{}, false // two requests in one process
+		}
+		match = in
+	}
+	if match == nil {
+		return Result{}, false
+	}
+	return Result{Method: MethodProcess, Parent: match.Ctx, Data: match.Data}, true
+}
+
+func (r *Registry) sole() (Result, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if len(r.inflight) != 1 || r.overflow > 0 {
+		return Result{}, false
 	}
 	for _, in := range r.inflight {
-		return in.Ctx, true
+		return Result{Method: MethodSoleInflight, Parent: in.Ctx, Data: in.Data}, true
 	}
-	return headers.SpanContext{}, false
+	return Result{}, false
 }
 
 func (r *Registry) candidates() []headers.SpanID {
