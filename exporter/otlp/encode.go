@@ -175,13 +175,8 @@ func failed(s *exporter.Span) bool {
 // conventions; tags the conventions have no name for keep theirs.
 func spanAttrs(w *attrs, r *exporter.Record, s *exporter.Span) {
 	server := s.Kind == exporter.KindServer
-	if server {
-		if r.Scheme != "" {
-			w.str(exporter.OTelURLScheme, r.Scheme)
-		}
-	} else if m, ok := tagValue(&r.Server, exporter.TagHTTPMethod); ok {
-		// The attempt sent the method the client did.
-		method(w, m)
+	if server && r.Scheme != "" {
+		w.str(exporter.OTelURLScheme, r.Scheme)
 	}
 	if s.Status > 0 {
 		w.int(exporter.OTelHTTPResponseStatusCode, int64(s.Status))
