@@ -15,10 +15,10 @@ import (
 
 // How an OTLP fault ends for the queue while it lasts.
 const (
-	stuckRetrying = iota // retried until max_retry_time: retry_exhausted and queue_full drops
-	refusedForGood       // a permanent answer: dropped as rejected, never retried
-	flapping             // some exports fail, some get through
-	partial              // every batch accepted but for some spans
+	stuckRetrying  = iota // retried until max_retry_time: retry_exhausted and queue_full drops
+	refusedForGood        // a permanent answer: dropped as rejected, never retried
+	flapping              // some exports fail, some get through
+	partial               // every batch accepted but for some spans
 )
 
 // TestOTLPCollectorFaultsNeverHurtTrafficNorHideALoss is the collector
