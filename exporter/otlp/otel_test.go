@@ -94,8 +94,8 @@ func otelSpans(t testing.TB, batch []*exporter.Record, version string) []sdktrac
 			stub := tracetest.SpanStub{
 				Name: s.Name, SpanContext: own(s.ID), Parent: parent, SpanKind: kind,
 				StartTime: s.Start, EndTime: s.Start.Add(s.Duration),
-				Attributes: semconvAttributes(r, s),
-				Resource:   resource.NewSchemaless(res...),
+				Attributes:           semconvAttributes(r, s),
+				Resource:             resource.NewSchemaless(res...),
 				InstrumentationScope: instrumentation.Scope{Name: "tracingproxy", Version: version, SchemaURL: semconv.SchemaURL},
 			}
 			for _, a := range s.Annotations {
