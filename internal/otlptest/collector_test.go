@@ -38,17 +38,21 @@ func TestCheckRefusesWhatCollectorsRefuse(t *testing.T) {
 	if err := Check(valid()); err != nil {
 		t.Fatalf("valid request refused: %v", err)
 	}
-	span := func(r *coltracepb.ExportTraceServiceRequest) *tracepb.Span { return r.ResourceSpans[0].ScopeSpans[0].Spans[0] }
+	span := func(r *coltracepb.ExportTraceServiceRequest) *tracepb.Span {
+		return r.ResourceSpans[0].ScopeSpans[0].Spans[0]
+	}
 	for name, breakIt := range map[string]func(r *coltracepb.ExportTraceServiceRequest){
-		"no service.name":   func(r *coltracepb.ExportTraceServiceRequest) { r.ResourceSpans[0].Resource.Attributes = nil },
-		"zero trace id":     func(r *coltracepb.ExportTraceServiceRequest) { span(r).TraceId = make([]byte, 16) },
-		"short span id":     func(r *coltracepb.ExportTraceServiceRequest) { span(r).SpanId = []byte{1} },
-		"zero parent":       func(r *coltracepb.ExportTraceServiceRequest) { span(r).ParentSpanId = make([]byte, 8) },
-		"no kind":           func(r *coltracepb.ExportTraceServiceRequest) { span(r).Kind = 0 },
-		"no name":           func(r *coltracepb.ExportTraceServiceRequest) { span(r).Name = "" },
-		"end before start":  func(r *coltracepb.ExportTraceServiceRequest) { span(r).EndTimeUnixNano = 5 },
-		"no remote flag":    func(r *coltracepb.ExportTraceServiceRequest) { span(r).Flags = 1 },
-		"attribute twice":   func(r *coltracepb.ExportTraceServiceRequest) { span(r).Attributes = append(span(r).Attributes, str("url.path", "/x")) },
+		"no service.name":  func(r *coltracepb.ExportTraceServiceRequest) { r.ResourceSpans[0].Resource.Attributes = nil },
+		"zero trace id":    func(r *coltracepb.ExportTraceServiceRequest) { span(r).TraceId = make([]byte, 16) },
+		"short span id":    func(r *coltracepb.ExportTraceServiceRequest) { span(r).SpanId = []byte{1} },
+		"zero parent":      func(r *coltracepb.ExportTraceServiceRequest) { span(r).ParentSpanId = make([]byte, 8) },
+		"no kind":          func(r *coltracepb.ExportTraceServiceRequest) { span(r).Kind = 0 },
+		"no name":          func(r *coltracepb.ExportTraceServiceRequest) { span(r).Name = "" },
+		"end before start": func(r *coltracepb.ExportTraceServiceRequest) { span(r).EndTimeUnixNano = 5 },
+		"no remote flag":   func(r *coltracepb.ExportTraceServiceRequest) { span(r).Flags = 1 },
+		"attribute twice": func(r *coltracepb.ExportTraceServiceRequest) {
+			span(r).Attributes = append(span(r).Attributes, str("url.path", "/x"))
+		},
 		"attribute unset":   func(r *coltracepb.ExportTraceServiceRequest) { span(r).Attributes[0].Value = &commonpb.AnyValue{} },
 		"message, no error": func(r *coltracepb.ExportTraceServiceRequest) { span(r).Status = &tracepb.Status{Message: "x"} },
 		"no resource spans": func(r *coltracepb.ExportTraceServiceRequest) { r.ResourceSpans = nil },
