@@ -22,9 +22,10 @@ const (
 
 // OTLP span kinds and status codes (opentelemetry/proto/trace/v1).
 const (
-	kindServer  = 2
-	kindClient  = 3
-	statusError = 2
+	kindInternal = 1
+	kindServer   = 2
+	kindClient   = 3
+	statusError  = 2
 	// flagSampled is W3C trace-flags' sampled bit, carried in Span.flags:
 	// every exported record was sampled.
 	flagSampled = 0x01
@@ -89,16 +90,19 @@ func appendSpan(dst []byte, r *exporter.Record, s *exporter.Span) []byte {
 	dst = appendBytes(dst, 2, s.ID[:])
 	client := s.Kind == exporter.KindClient
 	parent := s.ParentID
-	if client && !parent.IsValid() {
+	if s.Kind != exporter.KindServer && !parent.IsValid() {
 		parent = r.Server.ID
 	}
 	if parent.IsValid() {
 		dst = appendBytes(dst, 4, parent[:])
 	}
 	dst = appendString(dst, 5, s.Name)
-	if client {
+	switch s.Kind {
+	case exporter.KindClient:
 		dst = appendVarintField(dst, 6, kindClient)
-	} else {
+	case exporter.KindLocal:
+		dst = appendVarintField(dst, 6, kindInternal)
+	default:
 		dst = appendVarintField(dst, 6, kindServer)
 	}
 	start := s.Start.UnixNano()
