@@ -87,6 +87,15 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //			batch_size / flush_interval / queue_size / queue_bytes / drop / timeout /
 //			max_retry_time / flush_timeout   # as for zipkin
 //		}
+//		exporter otlp <http[s]://host:4318[/v1/traces] | grpc[s]://host:4317> {
+//			encoding protobuf|json           # http(s) only; default protobuf
+//			compression gzip|none            # default none
+//			header <name> <value>            # on every request (gRPC: metadata); {env.*} placeholders work
+//			tls [ca <file>] [cert <file> key <file>] [server_name <name>] [insecure_skip_verify]
+//			use_env_proxy
+//			batch_size / flush_interval / queue_size / queue_bytes / drop / timeout /
+//			max_retry_time / flush_timeout   # as for zipkin
+//		}
 //		exporter log                         # spans as JSON lines on the log
 //		exporter memory {                    # the process's trace store, read by tracingproxy_ui
 //			max_traces <n>                   # default 10000, oldest evicted first
@@ -443,18 +452,18 @@ func floatArg(d *caddyfile.Dispenser, dst *float64) error {
 func parseExporter(d *caddyfile.Dispenser) (*ExporterConfig, error) {
 	ec := new(ExporterConfig)
 	if !d.NextArg() {
-		return nil, d.Errf("exporter needs a type: zipkin, skywalking, log or memory")
+		return nil, d.Errf("exporter needs a type: zipkin, skywalking, otlp, log or memory")
 	}
 	ec.Type = d.Val()
 	switch ec.Type {
-	case exporterZipkin, exporterSkyWalking:
+	case exporterZipkin, exporterSkyWalking, exporterOTLP:
 		if !d.NextArg() {
 			return nil, d.Errf("exporter %s needs a url", ec.Type)
 		}
 		ec.URL = d.Val()
 	case exporterLog, exporterMemory:
 	default:
-		return nil, d.Errf("exporter type must be one of zipkin, skywalking, log, memory; got %q", ec.Type)
+		return nil, d.Errf("exporter type must be one of zipkin, skywalking, otlp, log, memory; got %q", ec.Type)
 	}
 	if d.NextArg() {
 		return nil, d.ArgErr()
@@ -489,6 +498,8 @@ func parseExporter(d *caddyfile.Dispenser) (*ExporterConfig, error) {
 			err = oneArg(d, &ec.Drop)
 		case "compression":
 			err = oneArg(d, &ec.Compression)
+		case "encoding":
+			err = oneArg(d, &ec.Encoding)
 		case "instance":
 			err = oneArg(d, &ec.Instance)
 		case "token":
@@ -510,7 +521,7 @@ func parseExporter(d *caddyfile.Dispenser) (*ExporterConfig, error) {
 			}
 			ec.UseEnvProxy = true
 		default:
-			err = d.Errf("unknown exporter option %q (allowed: batch_size, flush_interval, queue_size, queue_bytes, drop, timeout, max_retry_time, flush_timeout, compression, header, use_env_proxy, tls, instance, token, keepalive, max_traces, max_bytes)", opt)
+			err = d.Errf("unknown exporter option %q (allowed: batch_size, flush_interval, queue_size, queue_bytes, drop, timeout, max_retry_time, flush_timeout, compression, encoding, header, use_env_proxy, tls, instance, token, keepalive, max_traces, max_bytes)", opt)
 		}
 		if err != nil {
 			return nil, err

@@ -13,6 +13,7 @@ import (
 	"github.com/tracingproxy/tracingproxy/exporter"
 	"github.com/tracingproxy/tracingproxy/exporter/httpexport"
 	"github.com/tracingproxy/tracingproxy/exporter/memory"
+	"github.com/tracingproxy/tracingproxy/exporter/otlp"
 	"github.com/tracingproxy/tracingproxy/exporter/skywalking"
 	"github.com/tracingproxy/tracingproxy/exporter/zipkin"
 )
@@ -27,13 +28,18 @@ const (
 
 // ExporterConfig configures one exporter and its queue.
 type ExporterConfig struct {
-	// Type is zipkin, skywalking, log or memory (the process's trace store,
-	// read by tracingproxy_ui).
+	// Type is zipkin, skywalking, otlp, log or memory (the process's trace
+	// store, read by tracingproxy_ui).
 	Type string `json:"type"`
 	// URL is the backend: for zipkin the spans endpoint, e.g.
 	// http://127.0.0.1:9411/api/v2/spans; for skywalking
-	// grpc://host:11800 or http://host:12800.
+	// grpc://host:11800 or http://host:12800; for otlp an OTLP/HTTP URL,
+	// http(s)://host:4318 (the path defaults to /v1/traces), or OTLP/gRPC,
+	// grpc://host:4317 or grpcs://host:4317.
 	URL string `json:"url,omitempty"`
+	// Encoding is the wire format: for otlp over http(s), protobuf
+	// (default) or json.
+	Encoding string `json:"encoding,omitempty"`
 
 	// BatchSize is the most records sent in one export. Default: 512.
 	BatchSize int `json:"batch_size,omitempty"`
@@ -113,6 +119,9 @@ func (ec *ExporterConfig) warnings() []string {
 			w = append(w, fmt.Sprintf("exporter zipkin: url path %q does not end in %s, where Zipkin collectors take spans", u.Path, zipkinSpansPath))
 		}
 	}
+	if ec.Type == exporterOTLP {
+		w = append(w, ec.otlpWarnings()...)
+	}
 	return w
 }
 
@@ -131,12 +140,16 @@ func (ec *ExporterConfig) validate() error {
 		if err != nil || u.Host == "" || (u.Scheme != "grpc" && u.Scheme != "grpcs" && u.Scheme != "http" && u.Scheme != "https") {
 			return fmt.Errorf("exporter skywalking: url must be grpc://host:port or http(s)://host:port, got %q", httpexport.Redact(ec.URL))
 		}
+	case exporterOTLP:
+		if err := ec.validateOTLP(); err != nil {
+			return err
+		}
 	case exporterLog, exporterMemory:
 		if ec.URL != "" {
 			return fmt.Errorf("exporter %s takes no url, got %q", ec.Type, httpexport.Redact(ec.URL))
 		}
 	default:
-		return fmt.Errorf("exporter type must be one of zipkin, skywalking, log, memory; got %q", ec.Type)
+		return fmt.Errorf("exporter type must be one of zipkin, skywalking, otlp, log, memory; got %q", ec.Type)
 	}
 	if ec.Type != exporterMemory && (ec.MaxTraces != 0 || ec.MaxBytes != 0) {
 		return fmt.Errorf("exporter %s: max_traces and max_bytes are options of the memory exporter", ec.Type)
@@ -168,7 +181,10 @@ func (ec *ExporterConfig) validate() error {
 		return fmt.Errorf("exporter %s: header, use_env_proxy and compression are options of network exporters", ec.Type)
 	}
 	if ec.Type == exporterSkyWalking && ec.Compression == "gzip" {
-		return fmt.Errorf("exporter skywalking: compression is an option of the zipkin exporter")
+		return fmt.Errorf("exporter skywalking: compression is an option of the zipkin and otlp exporters")
+	}
+	if ec.Encoding != "" && ec.Type != exporterOTLP {
+		return fmt.Errorf("exporter %s: encoding is an option of the otlp exporter", ec.Type)
 	}
 	if (ec.Type == exporterLog || ec.Type == exporterMemory) && ec.TLS != nil {
 		return fmt.Errorf("exporter %s: tls is an option of network exporters", ec.Type)
@@ -267,6 +283,8 @@ func (ec *ExporterConfig) newExporter(h *Handler) (exporter.Exporter, error) {
 			cfg.TLS = &skywalking.TLSConfig{CA: t.CA, Cert: t.Cert, Key: t.Key, ServerName: t.ServerName, InsecureSkipVerify: t.InsecureSkipVerify}
 		}
 		return skywalking.New(cfg)
+	case exporterOTLP:
+		return otlp.New(ec.otlpConfig())
 	case exporterMemory:
 		traceStore.SetLimits(ec.MaxTraces, ec.MaxBytes)
 		return memory.NewExporter(traceStore), nil

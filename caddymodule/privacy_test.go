@@ -73,7 +73,7 @@ func TestBadPrivacyAndExporterOptions(t *testing.T) {
 		{"headers on log", `{"exporters":[{"type":"log","headers":{"A":"b"}}]}`, "header, use_env_proxy and compression are options of network exporters"},
 		{"bad zipkin header", `{"exporters":[{"type":"zipkin","url":"http://h/api/v2/spans","headers":{"X Bad":"v"}}]}`, `zipkin header name "X Bad"`},
 		{"headers on skywalking grpc", `{"exporters":[{"type":"skywalking","url":"grpc://127.0.0.1:1","headers":{"A":"b"}}]}`, "skywalking headers need an http(s):// url"},
-		{"gzip on skywalking", `{"exporters":[{"type":"skywalking","url":"http://127.0.0.1:1","compression":"gzip"}]}`, "compression is an option of the zipkin exporter"},
+		{"gzip on skywalking", `{"exporters":[{"type":"skywalking","url":"http://127.0.0.1:1","compression":"gzip"}]}`, "compression is an option of the zipkin and otlp exporters"},
 		{"tls on log", `{"exporters":[{"type":"log","tls":{"ca":"x"}}]}`, "tls is an option of network exporters"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -506,6 +506,18 @@ func (h *Handler) record(b *recordBuf, r *http.Request, t *hop, sr *statusRecord
 	rec.TraceID = t.out.TraceID
 	rec.TraceID64 = t.out.TraceID64
 	rec.Debug = t.out.Sampling == headers.SamplingDebug
+	rec.Flags = 0
+	if t.out.Sampling.Sampled() {
+		rec.Flags |= exporter.FlagSampled
+	}
+	if t.out.Random && !t.out.TraceID64 {
+		rec.Flags |= exporter.FlagRandom
+	}
+	rec.TraceState = t.out.TraceState
+	rec.Scheme = "http"
+	if r.TLS != nil {
+		rec.Scheme = "https"
+	}
 	rec.SamplingReason = string(t.decision.Reason)
 	rec.SegmentID = t.out.SW.SegmentID
 	rec.SWTraceID = t.swTraceID

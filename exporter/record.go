@@ -68,6 +68,12 @@ type Annotation struct {
 	Value string
 }
 
+// W3C trace flags of a Record.
+const (
+	FlagSampled = 0x01 // the trace was sampled when it was propagated
+	FlagRandom  = 0x02 // the trace id is random (W3C level 2)
+)
+
 // Record is everything the proxy learned about one sampled request: a SERVER
 // span and one CLIENT span per upstream attempt. It is the one type that
 // crosses from the Caddy module into the exporters, and it is read-only once
@@ -82,6 +88,13 @@ type Record struct {
 	TraceID64 bool
 	// Debug marks a trace the caller forced (B3 debug).
 	Debug bool
+	// Flags are the W3C trace flags the proxy propagated: FlagSampled,
+	// and FlagRandom for a random trace id.
+	Flags byte
+	// TraceState is the W3C tracestate the trace carried, as propagated.
+	TraceState string
+	// Scheme is the scheme of the request into the proxy: http or https.
+	Scheme string
 	// Server is the SERVER span.
 	Server Span
 	// Clients are the CLIENT spans, one per upstream attempt, then any
@@ -107,7 +120,7 @@ func (r *Record) Size() int {
 	n := 256 + len(r.Service) + len(r.Instance) + len(r.SegmentID) + len(r.SWTraceID) +
 		len(r.Parent.TraceID) + len(r.Parent.SegmentID) + len(r.Parent.Service) +
 		len(r.Parent.Instance) + len(r.Parent.Endpoint) + len(r.Parent.Address) +
-		len(r.SamplingReason) + spanSize(&r.Server)
+		len(r.SamplingReason) + len(r.TraceState) + spanSize(&r.Server)
 	for i := range r.Clients {
 		n += spanSize(&r.Clients[i])
 	}

@@ -65,19 +65,25 @@ const (
 // OpenTelemetry stable HTTP semantic-convention attribute names (semconv
 // v1.26 and later), for an OTLP exporter.
 const (
-	OTelHTTPRequestMethod      = "http.request.method"
-	OTelURLPath                = "url.path"
-	OTelURLQuery               = "url.query"
-	OTelHTTPRoute              = "http.route"
-	OTelServerAddress          = "server.address"
-	OTelHTTPResponseStatusCode = "http.response.status_code"
-	OTelHTTPResponseBodySize   = "http.response.body.size"
-	OTelErrorType              = "error.type"
-	OTelHTTPRequestResendCount = "http.request.resend_count"
-	OTelRPCGRPCStatusCode      = "rpc.grpc.status_code"
-	OTelNetworkPeerAddress     = "network.peer.address"
-	OTelNetworkPeerPort        = "network.peer.port"
-	OTelClientAddress          = "client.address"
+	OTelHTTPRequestMethod = "http.request.method"
+	// OTelHTTPRequestMethodOriginal is the method as sent, when
+	// http.request.method is _OTHER (a method the conventions do not know).
+	OTelHTTPRequestMethodOriginal = "http.request.method_original"
+	OTelURLScheme                 = "url.scheme"
+	OTelServerPort                = "server.port"
+	OTelUserAgentOriginal         = "user_agent.original"
+	OTelURLPath                   = "url.path"
+	OTelURLQuery                  = "url.query"
+	OTelHTTPRoute                 = "http.route"
+	OTelServerAddress             = "server.address"
+	OTelHTTPResponseStatusCode    = "http.response.status_code"
+	OTelHTTPResponseBodySize      = "http.response.body.size"
+	OTelErrorType                 = "error.type"
+	OTelHTTPRequestResendCount    = "http.request.resend_count"
+	OTelRPCGRPCStatusCode         = "rpc.grpc.status_code"
+	OTelNetworkPeerAddress        = "network.peer.address"
+	OTelNetworkPeerPort           = "network.peer.port"
+	OTelClientAddress             = "client.address"
 )
 
 // OTelKey returns the OpenTelemetry stable attribute name of a Record tag

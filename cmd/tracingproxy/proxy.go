@@ -19,13 +19,14 @@ import (
 func init() {
 	caddycmd.RegisterCommand(caddycmd.Command{
 		Name:  "proxy",
-		Usage: "--from <addr> --to <upstream> [--service <name>] [--zipkin <url>] [--skywalking <url>] [--sample <0..1>] [--extract w3c,b3] [--inject w3c,b3] [--response-headers] [--ui <addr>|off] [--admin <addr>] [--print-config] [--debug]",
+		Usage: "--from <addr> --to <upstream> [--service <name>] [--zipkin <url>] [--skywalking <url>] [--otlp <url>] [--sample <0..1>] [--extract w3c,b3] [--inject w3c,b3] [--response-headers] [--ui <addr>|off] [--admin <addr>] [--print-config] [--debug]",
 		Short: "Trace an HTTP service without touching it",
 		Long: `
 Serves plain HTTP on --from and proxies every request to --to, tracing each
 hop: it continues the caller's trace (W3C, B3, ...) or starts one, records a
 SERVER and a CLIENT span, passes the context on to the upstream, and exports
-the spans to Zipkin (--zipkin) or SkyWalking (--skywalking). With neither,
+the spans to Zipkin (--zipkin), SkyWalking (--skywalking) or an OpenTelemetry
+collector (--otlp: Jaeger, Tempo, an OpenTelemetry Collector). With none,
 spans are kept in memory and shown by a waterfall UI (and Zipkin's query
 API) on --ui, by default http://127.0.0.1:9412/, and written to the log on
 stderr.
@@ -40,6 +41,7 @@ deployment.
 			cmd.Flags().String("service", "", "Service name in the tracing backend (default tracingproxy)")
 			cmd.Flags().String("zipkin", "", "Zipkin spans endpoint, e.g. http://127.0.0.1:9411/api/v2/spans")
 			cmd.Flags().String("skywalking", "", "SkyWalking OAP address: grpc://host:11800 or http://host:12800")
+			cmd.Flags().String("otlp", "", "OpenTelemetry collector: http://host:4318 (OTLP/HTTP, /v1/traces) or grpc://host:4317 (OTLP/gRPC)")
 			cmd.Flags().String("sample", "", "Fraction of new traces to sample, 0..1 (default 1)")
 			cmd.Flags().String("extract", "", "Formats read, in precedence order, comma-separated (default w3c,b3,sw8)")
 			cmd.Flags().String("inject", "", "Formats written upstream, comma-separated (default w3c,b3; w3c,b3,sw8 with --skywalking)")
@@ -55,7 +57,7 @@ deployment.
 
 // proxyOptions are the flags of the proxy subcommand.
 type proxyOptions struct {
-	from, to, service, zipkin, skywalking, sample, extract, inject, admin string
+	from, to, service, zipkin, skywalking, otlp, sample, extract, inject, admin string
 	// ui is where the trace UI listens: empty for the default, "off" for
 	// none.
 	ui                     string
@@ -73,10 +75,15 @@ func (o *proxyOptions) uiAddr() string {
 		return ""
 	case o.ui != "":
 		return o.ui
-	case o.zipkin == "" && o.skywalking == "":
+	case !o.exporting():
 		return defaultUI
 	}
 	return ""
+}
+
+// exporting reports whether an exporter flag was given.
+func (o *proxyOptions) exporting() bool {
+	return o.zipkin != "" || o.skywalking != "" || o.otlp != ""
 }
 
 // uiURL is the trace UI's address for a browser, "" when there is none.
@@ -95,7 +102,7 @@ func (o *proxyOptions) uiURL() string {
 func cmdProxy(fs caddycmd.Flags) (int, error) {
 	o := proxyOptions{
 		from: fs.String("from"), to: fs.String("to"), service: fs.String("service"),
-		zipkin: fs.String("zipkin"), skywalking: fs.String("skywalking"), sample: fs.String("sample"),
+		zipkin: fs.String("zipkin"), skywalking: fs.String("skywalking"), otlp: fs.String("otlp"), sample: fs.String("sample"),
 		extract: fs.String("extract"), inject: fs.String("inject"), admin: fs.String("admin"),
 		responseHeaders: fs.Bool("response-headers"), debug: fs.Bool("debug"), ui: fs.String("ui"),
 	}
@@ -156,7 +163,7 @@ func (o *proxyOptions) caddyfile() (string, error) {
 			return "", fmt.Errorf("--ui port must be a number from 1 to 65535 other than --from's, got %q", uiPort)
 		}
 	}
-	for _, u := range []struct{ flag, val string }{{"--zipkin", o.zipkin}, {"--skywalking", o.skywalking}} {
+	for _, u := range []struct{ flag, val string }{{"--zipkin", o.zipkin}, {"--skywalking", o.skywalking}, {"--otlp", o.otlp}} {
 		if u.val == "" {
 			continue
 		}
@@ -222,7 +229,10 @@ func (o *proxyOptions) caddyfile() (string, error) {
 	if o.skywalking != "" {
 		fmt.Fprintf(&b, "\t\texporter skywalking %s\n", quote(o.skywalking))
 	}
-	if uiPort != "" && (o.zipkin != "" || o.skywalking != "") {
+	if o.otlp != "" {
+		fmt.Fprintf(&b, "\t\texporter otlp %s\n", quote(o.otlp))
+	}
+	if uiPort != "" && o.exporting() {
 		// With no exporter line the handler keeps spans in memory anyway.
 		b.WriteString("\t\texporter memory\n")
 	}

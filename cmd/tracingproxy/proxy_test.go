@@ -174,3 +174,24 @@ func TestUpstreamHostport(t *testing.T) {
 		}
 	}
 }
+
+// --otlp exports to an OpenTelemetry collector; --print-config shows it as
+// the exporter line a Caddyfile takes.
+func TestProxyCommandOTLP(t *testing.T) {
+	for _, u := range []string{"http://127.0.0.1:4318", "grpc://127.0.0.1:4317"} {
+		cf, h := adapt(t, proxyOptions{from: ":8080", to: "127.0.0.1:9000", otlp: u})
+		if !strings.Contains(cf, "exporter otlp "+u+"\n") {
+			t.Errorf("Caddyfile lacks the otlp exporter:\n%s", cf)
+		}
+		if strings.Contains(cf, "tracingproxy_ui") {
+			t.Errorf("a UI was served beside --otlp without --ui:\n%s", cf)
+		}
+		exps, _ := h["exporters"].([]any)
+		if len(exps) != 1 || exps[0].(map[string]any)["type"] != "otlp" || exps[0].(map[string]any)["url"] != u {
+			t.Errorf("exporters %v", h["exporters"])
+		}
+	}
+	if _, err := (&proxyOptions{from: ":8080", to: "x:1", otlp: "collector"}).caddyfile(); err == nil || !strings.Contains(err.Error(), "--otlp must be an absolute URL") {
+		t.Errorf("--otlp collector: error %v", err)
+	}
+}

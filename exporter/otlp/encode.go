@@ -5,12 +5,18 @@ import (
 	"math"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/tracingproxy/tracingproxy/exporter"
+	"github.com/tracingproxy/tracingproxy/headers"
 )
 
 // Scope is the instrumentation scope and telemetry.sdk.name of the spans.
 const Scope = "tracingproxy"
+
+// SchemaURL names the version of the OpenTelemetry semantic conventions the
+// attributes follow (the stable HTTP conventions), as the scope's schema_url.
+const SchemaURL = "https://opentelemetry.io/schemas/1.26.0"
 
 // Protobuf wire types.
 const (
@@ -20,15 +26,16 @@ const (
 	wireFixed32 = 5
 )
 
-// OTLP span kinds and status codes (opentelemetry/proto/trace/v1).
+// OTLP span kinds, status codes and span flags (opentelemetry/proto/trace/v1).
 const (
 	kindInternal = 1
 	kindServer   = 2
 	kindClient   = 3
 	statusError  = 2
-	// flagSampled is W3C trace-flags' sampled bit, carried in Span.flags:
-	// every exported record was sampled.
-	flagSampled = 0x01
+	// flagHasIsRemote says the span knows whether its parent is remote;
+	// flagIsRemote that it is (SpanFlags, above the W3C trace flags).
+	flagHasIsRemote = 0x100
+	flagIsRemote    = 0x200
 )
 
 // Encoder appends ExportTraceServiceRequest messages. Its zero value is
@@ -39,14 +46,11 @@ type Encoder struct {
 }
 
 // AppendRequest appends to dst one ExportTraceServiceRequest holding the
-// batch's spans, one ResourceSpans per run of records with the same service
-// and instance.
+// batch's spans in protobuf wire format, one ResourceSpans per run of
+// records with the same service and instance.
 func (e *Encoder) AppendRequest(dst []byte, batch []*exporter.Record) []byte {
 	for i := 0; i < len(batch); {
-		j := i + 1
-		for j < len(batch) && batch[j].Service == batch[i].Service && batch[j].Instance == batch[i].Instance {
-			j++
-		}
+		j := sameResource(batch, i)
 		var m int
 		dst, m = openField(dst, 1) // resource_spans
 		dst = e.appendResourceSpans(dst, batch[i:j])
@@ -56,19 +60,22 @@ func (e *Encoder) AppendRequest(dst []byte, batch []*exporter.Record) []byte {
 	return dst
 }
 
+// sameResource returns the end of the run of records from i on that share
+// the record i's service and instance.
+func sameResource(batch []*exporter.Record, i int) int {
+	j := i + 1
+	for j < len(batch) && batch[j].Service == batch[i].Service && batch[j].Instance == batch[i].Instance {
+		j++
+	}
+	return j
+}
+
 func (e *Encoder) appendResourceSpans(dst []byte, run []*exporter.Record) []byte {
 	var m, a int
 	dst, m = openField(dst, 1) // resource
-	dst = appendStringAttr(dst, 1, "service.name", run[0].Service)
-	if run[0].Instance != "" {
-		dst = appendStringAttr(dst, 1, "service.instance.id", run[0].Instance)
-	}
-	dst = appendStringAttr(dst, 1, "telemetry.sdk.name", Scope)
-	dst = appendStringAttr(dst, 1, "telemetry.sdk.language", "go")
-	if e.Version != "" {
-		dst = appendStringAttr(dst, 1, "telemetry.sdk.version", e.Version)
-	}
-	dst = closeField(dst, m)
+	w := attrs{b: dst, field: 1}
+	e.resourceAttrs(&w, run[0])
+	dst = closeField(w.b, m)
 	dst, m = openField(dst, 2) // scope_spans
 	dst, a = openField(dst, 1) // scope
 	dst = appendString(dst, 1, Scope)
@@ -80,7 +87,22 @@ func (e *Encoder) appendResourceSpans(dst []byte, run []*exporter.Record) []byte
 			dst = appendSpan(dst, r, &r.Clients[k])
 		}
 	}
+	dst = appendString(dst, 3, SchemaURL)
 	return closeField(dst, m)
+}
+
+// resourceAttrs writes the resource: the proxy's service and instance, and
+// tracingproxy as the telemetry SDK.
+func (e *Encoder) resourceAttrs(w *attrs, r *exporter.Record) {
+	w.str("service.name", r.Service)
+	if r.Instance != "" {
+		w.str("service.instance.id", r.Instance)
+	}
+	w.str("telemetry.sdk.name", Scope)
+	w.str("telemetry.sdk.language", "go")
+	if e.Version != "" {
+		w.str("telemetry.sdk.version", e.Version)
+	}
 }
 
 func appendSpan(dst []byte, r *exporter.Record, s *exporter.Span) []byte {
@@ -88,12 +110,8 @@ func appendSpan(dst []byte, r *exporter.Record, s *exporter.Span) []byte {
 	dst, m = openField(dst, 2) // spans
 	dst = appendBytes(dst, 1, r.TraceID[:])
 	dst = appendBytes(dst, 2, s.ID[:])
-	client := s.Kind == exporter.KindClient
-	parent := s.ParentID
-	if s.Kind != exporter.KindServer && !parent.IsValid() {
-		parent = r.Server.ID
-	}
-	if parent.IsValid() {
+	dst = appendString(dst, 3, r.TraceState)
+	if parent := parentOf(r, s); parent.IsValid() {
 		dst = appendBytes(dst, 4, parent[:])
 	}
 	dst = appendString(dst, 5, s.Name)
@@ -108,7 +126,9 @@ func appendSpan(dst []byte, r *exporter.Record, s *exporter.Span) []byte {
 	start := s.Start.UnixNano()
 	dst = appendFixed64(dst, 7, uint64(start))
 	dst = appendFixed64(dst, 8, uint64(start+int64(s.Duration)))
-	dst = appendAttributes(dst, r, s)
+	w := attrs{b: dst, field: 9}
+	spanAttrs(&w, r, s)
+	dst = w.b
 	for _, a := range s.Annotations {
 		var ev int
 		dst, ev = openField(dst, 11) // events
@@ -116,106 +136,146 @@ func appendSpan(dst []byte, r *exporter.Record, s *exporter.Span) []byte {
 		dst = appendString(dst, 2, a.Value)
 		dst = closeField(dst, ev)
 	}
-	// The OpenTelemetry HTTP rules: every 5xx is an error, a 4xx only on
-	// the client side (the server answered the caller as designed), and a
-	// span that got no answer failed.
-	if s.Error != "" || s.Status >= 500 || (client && s.Status >= 400) {
+	if failed(s) {
 		var st int
 		dst, st = openField(dst, 15)
-		msg := s.Error
-		dst = appendString(dst, 2, msg)
+		dst = appendString(dst, 2, s.Error)
 		dst = appendVarintField(dst, 3, statusError)
 		dst = closeField(dst, st)
 	}
 	dst = protoTag(dst, 16, wireFixed32)
-	dst = binary.LittleEndian.AppendUint32(dst, flagSampled)
+	dst = binary.LittleEndian.AppendUint32(dst, spanFlags(r, s))
 	return closeField(dst, m)
 }
 
-// appendAttributes writes the span's attributes in the stable HTTP
-// semantic conventions.
-func appendAttributes(dst []byte, r *exporter.Record, s *exporter.Span) []byte {
+// parentOf is the span's parent: the caller's span for the SERVER span
+// (none at a trace's root), the SERVER span for a CLIENT or local span.
+func parentOf(r *exporter.Record, s *exporter.Span) headers.SpanID {
+	if s.Kind != exporter.KindServer && !s.ParentID.IsValid() {
+		return r.Server.ID
+	}
+	return s.ParentID
+}
+
+// spanFlags are the W3C trace flags the proxy propagated, and whether the
+// parent is remote: the SERVER span's parent is the caller's span, a
+// CLIENT span's the SERVER span in this process.
+func spanFlags(r *exporter.Record, s *exporter.Span) uint32 {
+	f := uint32(r.Flags) | flagHasIsRemote
+	if s.Kind == exporter.KindServer && s.ParentID.IsValid() {
+		f |= flagIsRemote
+	}
+	return f
+}
+
+// failed is the OpenTelemetry HTTP status rule: every 5xx is an error, a
+// 4xx only on the client side (the server answered its caller as
+// designed), and a span that got no answer failed.
+func failed(s *exporter.Span) bool {
+	return s.Error != "" || s.Status >= 500 || (s.Kind == exporter.KindClient && s.Status >= 400)
+}
+
+// spanAttrs writes the span's attributes in the stable HTTP semantic
+// conventions; tags the conventions have no name for keep theirs.
+func spanAttrs(w *attrs, r *exporter.Record, s *exporter.Span) {
+	server := s.Kind == exporter.KindServer
+	if server && r.Scheme != "" {
+		w.str(exporter.OTelURLScheme, r.Scheme)
+	}
 	if s.Status > 0 {
-		dst = appendIntAttr(dst, 9, "http.response.status_code", int64(s.Status))
+		w.int(exporter.OTelHTTPResponseStatusCode, int64(s.Status))
 	}
 	if s.Peer != "" {
 		host, port := splitHostPort(s.Peer)
-		if s.Kind == exporter.KindClient {
-			dst = appendStringAttr(dst, 9, "server.address", host)
+		if server {
+			w.str(exporter.OTelClientAddress, host)
+			w.str(exporter.OTelNetworkPeerAddress, host)
 			if port > 0 {
-				dst = appendIntAttr(dst, 9, "server.port", int64(port))
+				w.int(exporter.OTelNetworkPeerPort, int64(port))
 			}
 		} else {
-			dst = appendStringAttr(dst, 9, "client.address", host)
-			dst = appendStringAttr(dst, 9, "network.peer.address", host)
+			w.str(exporter.OTelServerAddress, host)
 			if port > 0 {
-				dst = appendIntAttr(dst, 9, "network.peer.port", int64(port))
+				w.int(exporter.OTelServerPort, int64(port))
 			}
 		}
 	}
-	if (s.Error != "" || s.Status >= 500 || (s.Kind == exporter.KindClient && s.Status >= 400)) && !hasTag(s, exporter.TagErrorType) {
+	if failed(s) && !hasTag(s, exporter.TagErrorType) {
 		// error.type is low-cardinality: the status when there was one,
 		// "_OTHER" otherwise, as the conventions ask; an attempt's own
 		// error.type tag (connection_refused, timeout, ...) says more.
 		if s.Status > 0 {
 			var b [20]byte
-			dst = appendStringAttr(dst, 9, "error.type", strconv.AppendInt(b[:0], int64(s.Status), 10))
+			w.bytes(exporter.OTelErrorType, strconv.AppendInt(b[:0], int64(s.Status), 10))
 		} else {
-			dst = appendStringAttr(dst, 9, "error.type", "_OTHER")
+			w.str(exporter.OTelErrorType, "_OTHER")
 		}
 	}
 	for _, t := range s.Tags {
 		switch t.Key {
-		case "http.method":
-			dst = appendStringAttr(dst, 9, "http.request.method", t.Value)
-		case "http.path":
-			dst = appendStringAttr(dst, 9, "url.path", t.Value)
-		case "http.query":
-			dst = appendStringAttr(dst, 9, "url.query", t.Value)
-		case "http.host":
-			if s.Kind == exporter.KindServer {
-				dst = appendStringAttr(dst, 9, "server.address", t.Value)
+		case exporter.TagHTTPMethod:
+			method(w, t.Value)
+		case exporter.TagHTTPHost:
+			if server {
+				host, port := splitHostPort(t.Value)
+				w.str(exporter.OTelServerAddress, host)
+				if port > 0 {
+					w.int(exporter.OTelServerPort, int64(port))
+				}
 			} else {
-				dst = appendStringAttr(dst, 9, "http.host", t.Value)
+				w.str(t.Key, t.Value)
 			}
 		case exporter.TagPeerAddress:
 			// server.address and server.port above.
-		case exporter.TagGRPCStatusCode:
+		case exporter.TagGRPCStatusCode, exporter.TagResendCount, exporter.TagHTTPResponseSize:
 			if n, err := strconv.ParseInt(t.Value, 10, 64); err == nil {
-				dst = appendIntAttr(dst, 9, exporter.OTelRPCGRPCStatusCode, n)
+				w.int(exporter.OTelKey(t.Key), n)
 			} else {
-				dst = appendStringAttr(dst, 9, t.Key, t.Value)
-			}
-		case exporter.TagResendCount:
-			if n, err := strconv.ParseInt(t.Value, 10, 64); err == nil {
-				dst = appendIntAttr(dst, 9, t.Key, n)
-			} else {
-				dst = appendStringAttr(dst, 9, t.Key, t.Value)
-			}
-		case "http.response.size":
-			if n, err := strconv.ParseInt(t.Value, 10, 64); err == nil {
-				dst = appendIntAttr(dst, 9, "http.response.body.size", n)
-			} else {
-				dst = appendStringAttr(dst, 9, t.Key, t.Value)
+				w.str(t.Key, t.Value)
 			}
 		default:
-			dst = appendStringAttr(dst, 9, t.Key, t.Value)
+			switch {
+			case t.Key == exporter.TagRequestHeaderPrefix+"user-agent":
+				w.str(exporter.OTelUserAgentOriginal, t.Value)
+			case strings.HasPrefix(t.Key, exporter.TagRequestHeaderPrefix), strings.HasPrefix(t.Key, exporter.TagResponseHeaderPrefix):
+				// The conventions' header attributes are string arrays.
+				w.strArray(t.Key, t.Value)
+			default:
+				w.str(exporter.OTelKey(t.Key), t.Value)
+			}
 		}
 	}
-	if r.SamplingReason != "" && s.Kind == exporter.KindServer {
-		dst = appendStringAttr(dst, 9, "tracingproxy.sampling_reason", r.SamplingReason)
+	if server && r.SamplingReason != "" {
+		w.str("tracingproxy.sampling_reason", r.SamplingReason)
 	}
-	return dst
+}
+
+// method writes http.request.method: one of the methods the conventions
+// know, or _OTHER with the method sent as http.request.method_original.
+func method(w *attrs, m string) {
+	switch m {
+	case "GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH":
+		w.str(exporter.OTelHTTPRequestMethod, m)
+	default:
+		w.str(exporter.OTelHTTPRequestMethod, "_OTHER")
+		w.str(exporter.OTelHTTPRequestMethodOriginal, m)
+	}
+}
+
+// tagValue returns the value of the span's tag with the key.
+func tagValue(s *exporter.Span, key string) (string, bool) {
+	for _, t := range s.Tags {
+		if t.Key == key {
+			return t.Value, true
+		}
+	}
+	return "", false
 }
 
 // hasTag reports whether s carries a tag with the key.
 func hasTag(s *exporter.Span, key string) bool {
-	for _, t := range s.Tags {
-		if t.Key == key {
-			return true
-		}
-	}
-	return false
+	_, ok := tagValue(s, key)
+	return ok
 }
 
 // splitHostPort splits host:port, [v6]:port or a bare host.
@@ -244,6 +304,83 @@ func parsePort(s string) int {
 	return n
 }
 
+// attrs appends KeyValue attributes, as repeated protobuf field `field`,
+// or as the elements of an OTLP/JSON array when json is set.
+type attrs struct {
+	b     []byte
+	field int
+	json  bool
+	n     int // attributes written, for JSON's commas
+}
+
+func (w *attrs) str(key, value string) {
+	if w.json {
+		w.b = appendJSONStringAttr(w.comma(), key, value)
+		return
+	}
+	w.b = appendStringAttr(w.b, w.field, key, value)
+}
+
+func (w *attrs) bytes(key string, value []byte) {
+	if w.json {
+		w.b = appendJSONStringAttr(w.comma(), key, value)
+		return
+	}
+	w.b = appendStringAttr(w.b, w.field, key, value)
+}
+
+func (w *attrs) int(key string, value int64) {
+	if w.json {
+		b := append(w.comma(), `{"key":`...)
+		b = appendJSONString(b, key)
+		b = append(b, `,"value":{"intValue":"`...)
+		b = strconv.AppendInt(b, value, 10)
+		w.b = append(b, `"}}`...)
+		return
+	}
+	var m, v int
+	w.b, m = openField(w.b, w.field)
+	w.b = appendString(w.b, 1, key)
+	w.b, v = openField(w.b, 2)
+	w.b = protoTag(w.b, 3, wireVarint)
+	w.b = binary.AppendUvarint(w.b, uint64(value))
+	w.b = closeField(w.b, v)
+	w.b = closeField(w.b, m)
+}
+
+// strArray writes a string-array attribute of one element.
+func (w *attrs) strArray(key, value string) {
+	if w.json {
+		b := append(w.comma(), `{"key":`...)
+		b = appendJSONString(b, key)
+		b = append(b, `,"value":{"arrayValue":{"values":[{"stringValue":`...)
+		b = appendJSONString(b, value)
+		w.b = append(b, `}]}}}`...)
+		return
+	}
+	var m, v, a, e int
+	w.b, m = openField(w.b, w.field)
+	w.b = appendString(w.b, 1, key)
+	w.b, v = openField(w.b, 2)
+	w.b, a = openField(w.b, 5) // array_value
+	w.b, e = openField(w.b, 1) // values
+	w.b = protoTag(w.b, 1, wireBytes)
+	w.b = appendLenString(w.b, value)
+	w.b = closeField(w.b, e)
+	w.b = closeField(w.b, a)
+	w.b = closeField(w.b, v)
+	w.b = closeField(w.b, m)
+}
+
+// comma returns the buffer with the separator the next JSON element needs.
+func (w *attrs) comma() []byte {
+	w.n++
+	if w.n > 1 {
+		return append(w.b, ',')
+	}
+	return w.b
+}
+
 // appendStringAttr appends a KeyValue with a string AnyValue as field f.
 func appendStringAttr[V string | []byte](dst []byte, f int, key string, value V) []byte {
 	var m, v int
@@ -251,20 +388,7 @@ func appendStringAttr[V string | []byte](dst []byte, f int, key string, value V)
 	dst = appendString(dst, 1, key)
 	dst, v = openField(dst, 2)
 	dst = protoTag(dst, 1, wireBytes) // string_value, written even when empty
-	dst = binary.AppendUvarint(dst, uint64(len(value)))
-	dst = append(dst, value...)
-	dst = closeField(dst, v)
-	return closeField(dst, m)
-}
-
-// appendIntAttr appends a KeyValue with an int AnyValue as field f.
-func appendIntAttr(dst []byte, f int, key string, value int64) []byte {
-	var m, v int
-	dst, m = openField(dst, f)
-	dst = appendString(dst, 1, key)
-	dst, v = openField(dst, 2)
-	dst = protoTag(dst, 3, wireVarint)
-	dst = binary.AppendUvarint(dst, uint64(value))
+	dst = appendLenString(dst, value)
 	dst = closeField(dst, v)
 	return closeField(dst, m)
 }
@@ -279,9 +403,23 @@ func appendString(dst []byte, f int, s string) []byte {
 	if s == "" {
 		return dst
 	}
-	dst = protoTag(dst, f, wireBytes)
+	return appendLenString(protoTag(dst, f, wireBytes), s)
+}
+
+// appendLenString appends the length and bytes of a protobuf string, which
+// must be UTF-8: a collector refuses the whole request otherwise, so
+// invalid bytes (a request path may hold any) become U+FFFD.
+func appendLenString[V string | []byte](dst []byte, s V) []byte {
+	at := len(dst)
 	dst = binary.AppendUvarint(dst, uint64(len(s)))
-	return append(dst, s...)
+	start := len(dst)
+	dst = append(dst, s...)
+	if utf8.Valid(dst[start:]) {
+		return dst
+	}
+	v := strings.ToValidUTF8(string(dst[start:]), "\uFFFD")
+	dst = binary.AppendUvarint(dst[:at], uint64(len(v)))
+	return append(dst, v...)
 }
 
 func appendBytes(dst []byte, f int, b []byte) []byte {

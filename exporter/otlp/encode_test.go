@@ -24,6 +24,9 @@ func testRecord() *exporter.Record {
 		Instance:       "proxy-1",
 		TraceID:        headers.TraceID{0x4b, 0xf9, 0x2f, 0x35, 0x77, 0xb3, 0x4d, 0xa6, 0xa3, 0xce, 0x92, 0x9d, 0x0e, 0x0e, 0x47, 0x36},
 		SamplingReason: "rate",
+		Flags:          exporter.FlagSampled | exporter.FlagRandom,
+		TraceState:     "vendor=a1,other=b2",
+		Scheme:         "https",
 		Server: exporter.Span{
 			Kind:     exporter.KindServer,
 			ID:       headers.SpanID{1, 2, 3, 4, 5, 6, 7, 8},
@@ -36,9 +39,13 @@ func testRecord() *exporter.Record {
 			Tags: []exporter.Tag{
 				{Key: "http.method", Value: "GET"},
 				{Key: "http.path", Value: "/orders/7"},
-				{Key: "http.host", Value: "shop.example"},
+				{Key: "http.host", Value: "shop.example:8443"},
 				{Key: "http.response.size", Value: "512"},
 				{Key: "request_id", Value: "r-1"},
+				{Key: "http.route", Value: "/orders/{id}"},
+				{Key: "http.request.header.user-agent", Value: "curl/8"},
+				{Key: "http.request.header.x-tenant", Value: "t1"},
+				{Key: "http.response.header.content-type", Value: "text/plain"},
 			},
 		},
 		Clients: []exporter.Span{
@@ -59,6 +66,14 @@ func str(k, v string) *commonpb.KeyValue {
 
 func num(k string, v int64) *commonpb.KeyValue {
 	return &commonpb.KeyValue{Key: k, Value: &commonpb.AnyValue{Value: &commonpb.AnyValue_IntValue{IntValue: v}}}
+}
+
+func strs(k string, v ...string) *commonpb.KeyValue {
+	vals := make([]*commonpb.AnyValue, len(v))
+	for i, s := range v {
+		vals[i] = &commonpb.AnyValue{Value: &commonpb.AnyValue_StringValue{StringValue: s}}
+	}
+	return &commonpb.KeyValue{Key: k, Value: &commonpb.AnyValue{Value: &commonpb.AnyValue_ArrayValue{ArrayValue: &commonpb.ArrayValue{Values: vals}}}}
 }
 
 func nanos(t time.Time) uint64 { return uint64(t.UnixNano()) }
@@ -104,35 +119,41 @@ func TestEncodeMatchesStubs(t *testing.T) {
 			str("telemetry.sdk.name", "tracingproxy"), str("telemetry.sdk.language", "go"), str("telemetry.sdk.version", "v1.2.3"),
 		}},
 		ScopeSpans: []*tracepb.ScopeSpans{{
-			Scope: &commonpb.InstrumentationScope{Name: "tracingproxy", Version: "v1.2.3"},
+			SchemaUrl: "https://opentelemetry.io/schemas/1.26.0",
+			Scope:     &commonpb.InstrumentationScope{Name: "tracingproxy", Version: "v1.2.3"},
 			Spans: []*tracepb.Span{
 				{
-					TraceId: tid, SpanId: r.Server.ID[:], ParentSpanId: r.Server.ParentID[:], Name: "GET /orders/{id}",
+					TraceId: tid, SpanId: r.Server.ID[:], TraceState: "vendor=a1,other=b2", ParentSpanId: r.Server.ParentID[:], Name: "GET /orders/{id}",
 					Kind: tracepb.Span_SPAN_KIND_SERVER, StartTimeUnixNano: nanos(t0), EndTimeUnixNano: nanos(t0.Add(42 * time.Millisecond)),
 					Attributes: []*commonpb.KeyValue{
+						str("url.scheme", "https"),
 						num("http.response.status_code", 404), str("client.address", "10.1.2.3"), str("network.peer.address", "10.1.2.3"),
 						num("network.peer.port", 51234), str("http.request.method", "GET"), str("url.path", "/orders/7"),
-						str("server.address", "shop.example"), num("http.response.body.size", 512), str("request_id", "r-1"),
+						str("server.address", "shop.example"), num("server.port", 8443), num("http.response.body.size", 512), str("request_id", "r-1"),
+						str("http.route", "/orders/{id}"), str("user_agent.original", "curl/8"),
+						strs("http.request.header.x-tenant", "t1"), strs("http.response.header.content-type", "text/plain"),
 						str("tracingproxy.sampling_reason", "rate"),
 					},
-					Flags: 1, // a SERVER 404 is not an error
+					// Sampled and random; the parent (the caller's span) is
+					// remote. A SERVER 404 is not an error.
+					Flags: 0x303,
 				},
 				{
-					TraceId: tid, SpanId: r.Clients[0].ID[:], ParentSpanId: r.Server.ID[:], Name: "GET",
+					TraceId: tid, SpanId: r.Clients[0].ID[:], TraceState: "vendor=a1,other=b2", ParentSpanId: r.Server.ID[:], Name: "GET",
 					Kind: tracepb.Span_SPAN_KIND_CLIENT, StartTimeUnixNano: nanos(t0.Add(time.Millisecond)), EndTimeUnixNano: nanos(t0.Add(4 * time.Millisecond)),
 					Attributes: []*commonpb.KeyValue{str("server.address", "::1"), num("server.port", 8080),
 						num("http.request.resend_count", 0), str("error.type", "connection_refused")},
 					Events: []*tracepb.Span_Event{{TimeUnixNano: nanos(t0.Add(time.Millisecond)), Name: "connect.start"},
 						{TimeUnixNano: nanos(t0.Add(4 * time.Millisecond)), Name: "connect.done"}},
 					Status: &tracepb.Status{Code: tracepb.Status_STATUS_CODE_ERROR, Message: "dial tcp: connection refused"},
-					Flags:  1,
+					Flags:  0x103, // the parent (the SERVER span) is local
 				},
 				{
-					TraceId: tid, SpanId: r.Clients[1].ID[:], ParentSpanId: r.Server.ID[:], Name: "GET",
+					TraceId: tid, SpanId: r.Clients[1].ID[:], TraceState: "vendor=a1,other=b2", ParentSpanId: r.Server.ID[:], Name: "GET",
 					Kind: tracepb.Span_SPAN_KIND_CLIENT, StartTimeUnixNano: nanos(t0.Add(5 * time.Millisecond)), EndTimeUnixNano: nanos(t0.Add(35 * time.Millisecond)),
 					Attributes: []*commonpb.KeyValue{num("http.response.status_code", 404), str("server.address", "backend"), num("server.port", 9000), str("error.type", "404")},
 					Status:     &tracepb.Status{Code: tracepb.Status_STATUS_CODE_ERROR}, // a CLIENT 4xx is
-					Flags:      1,
+					Flags:      0x103,
 				},
 			},
 		}},

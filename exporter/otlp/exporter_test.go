@@ -7,12 +7,14 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/tracingproxy/tracingproxy/exporter"
 	coltracepb "go.opentelemetry.io/proto/otlp/collector/trace/v1"
+	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -44,10 +46,16 @@ func (rc *receiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		rc.t.Errorf("read: %v", err)
 		return
 	}
-	if r.Method != http.MethodPost || r.URL.Path != "/v1/traces" || r.Header.Get("Content-Type") != "application/x-protobuf" {
-		rc.t.Errorf("request %s %s %q", r.Method, r.URL.Path, r.Header.Get("Content-Type"))
+	ct := r.Header.Get("Content-Type")
+	if r.Method != http.MethodPost || r.URL.Path != "/v1/traces" || (ct != "application/x-protobuf" && ct != "application/json") {
+		rc.t.Errorf("request %s %s %q", r.Method, r.URL.Path, ct)
 	}
-	req := decode(rc.t, b)
+	var req *coltracepb.ExportTraceServiceRequest
+	if ct == "application/json" {
+		req = decodeJSON(rc.t, b)
+	} else {
+		req = decode(rc.t, b)
+	}
 	rc.mu.Lock()
 	rc.reqs = append(rc.reqs, req)
 	rc.hdrs = append(rc.hdrs, r.Header.Clone())
@@ -60,9 +68,12 @@ func (rc *receiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(status)
 		return
 	}
-	w.Header().Set("Content-Type", "application/x-protobuf")
+	w.Header().Set("Content-Type", ct)
 	if reply != nil {
 		out, _ := proto.Marshal(reply)
+		if ct == "application/json" {
+			out, _ = protojson.Marshal(reply)
+		}
 		_, _ = w.Write(out)
 	}
 }
@@ -122,6 +133,27 @@ func TestExportHTTP(t *testing.T) {
 				t.Fatalf("headers %v", h)
 			}
 		})
+	}
+}
+
+// OTLP/HTTP with encoding json: the receiver decodes the same spans, and
+// a JSON partial success (rejectedSpans as the string protojson writes)
+// is read.
+func TestExportHTTPJSON(t *testing.T) {
+	rc, url := newReceiver(t)
+	e := newExporter(t, Config{URL: strings.TrimSuffix(url, "/v1/traces"), Encoding: EncodingJSON, Gzip: true})
+	if err := export(e, testRecord(), testRecord()); err != nil {
+		t.Fatal(err)
+	}
+	if n := rc.spans(); n != 6 {
+		t.Fatalf("receiver decoded %d spans, want 6", n)
+	}
+	if ct := rc.hdrs[0].Get("Content-Type"); ct != "application/json" {
+		t.Errorf("Content-Type %q", ct)
+	}
+	rc.reply = &coltracepb.ExportTraceServiceResponse{PartialSuccess: &coltracepb.ExportTracePartialSuccess{RejectedSpans: 3, ErrorMessage: "too old"}}
+	if n, ok := exporter.IsPartial(export(e, testRecord())); !ok || n != 3 {
+		t.Fatalf("JSON partial success: %d %v, want 3 rejected", n, ok)
 	}
 }
 
@@ -201,7 +233,12 @@ func TestNewRefusesBadConfig(t *testing.T) {
 		{URL: "127.0.0.1:4318"},
 		{URL: "ftp://x/v1/traces"},
 		{URL: "http://x/v1/traces", Headers: map[string]string{"Bad Name": "v"}},
-		{URL: "http://x/v1/traces", TLS: &exporter.TLSConfig{CA: "/nonexistent.pem"}},
+		{URL: "https://x/v1/traces", TLS: &exporter.TLSConfig{CA: "/nonexistent.pem"}},
+		{URL: "http://x/v1/traces", TLS: &exporter.TLSConfig{}},
+		{URL: "http://x", Encoding: "xml"},
+		{URL: "grpc://x:4317", Encoding: EncodingJSON},
+		{URL: "grpc://x:4317/path"},
+		{URL: "grpc://x:4317", Headers: map[string]string{"grpc-status": "0"}},
 	} {
 		if _, err := New(cfg); err == nil {
 			t.Errorf("New(%+v) succeeded", cfg)

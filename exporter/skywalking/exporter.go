@@ -85,8 +85,8 @@ func New(cfg Config) (*Exporter, error) {
 		t:        t,
 		interval: interval,
 		onError:  cfg.OnError,
-		props:    instanceProperties(&cfg),
-		ping:     &managementv3.InstancePingPkg{Service: validUTF8(cfg.Service), ServiceInstance: validUTF8(cfg.Instance)},
+		props:    InstanceProperties(cfg.Service, cfg.Instance, cfg.Version),
+		ping:     InstancePing(cfg.Service, cfg.Instance),
 	}
 	go func() {
 		defer close(e.done)
@@ -201,10 +201,11 @@ func sleep(ctx context.Context, d time.Duration) bool {
 	}
 }
 
-// instanceProperties are the properties SkyWalking's Go agent reports
-// (skywalking-go plugins/core/tool.go buildOSInfo), plus the tracingproxy
-// version.
-func instanceProperties(cfg *Config) *managementv3.InstanceProperties {
+// InstanceProperties registers a proxy instance with OAP: the properties
+// SkyWalking's Go agent reports (skywalking-go plugins/core/tool.go
+// buildOSInfo), plus the tracingproxy version when version is set. Every
+// SkyWalking transport sends it: gRPC, HTTP and Kafka.
+func InstanceProperties(service, instance, version string) *managementv3.InstanceProperties {
 	kv := func(k, v string) *commonv3.KeyStringValuePair {
 		return &commonv3.KeyStringValuePair{Key: k, Value: validUTF8(v)}
 	}
@@ -220,14 +221,19 @@ func instanceProperties(cfg *Config) *managementv3.InstanceProperties {
 	for _, ip := range ipv4s() {
 		props = append(props, kv("ipv4", ip))
 	}
-	if cfg.Version != "" {
-		props = append(props, kv("tracingproxy.version", cfg.Version))
+	if version != "" {
+		props = append(props, kv("tracingproxy.version", version))
 	}
 	return &managementv3.InstanceProperties{
-		Service:         validUTF8(cfg.Service),
-		ServiceInstance: validUTF8(cfg.Instance),
+		Service:         validUTF8(service),
+		ServiceInstance: validUTF8(instance),
 		Properties:      props,
 	}
+}
+
+// InstancePing is the keepAlive of a proxy instance.
+func InstancePing(service, instance string) *managementv3.InstancePingPkg {
+	return &managementv3.InstancePingPkg{Service: validUTF8(service), ServiceInstance: validUTF8(instance)}
 }
 
 // ipv4s lists the host's non-loopback IPv4 addresses.
