@@ -46,42 +46,56 @@ type Encoder struct {
 }
 
 // AppendRequest appends to dst one ExportTraceServiceRequest holding the
-// batch's spans in protobuf wire format, one ResourceSpans per run of
-// records with the same service and instance.
+// batch's spans in protobuf wire format, one ResourceSpans per service and
+// instance, in the order the batch first names them.
 func (e *Encoder) AppendRequest(dst []byte, batch []*exporter.Record) []byte {
-	for i := 0; i < len(batch); {
-		j := sameResource(batch, i)
+	for i, r := range batch {
+		if seenBefore(batch, i) {
+			continue
+		}
 		var m int
 		dst, m = openField(dst, 1) // resource_spans
-		dst = e.appendResourceSpans(dst, batch[i:j])
+		dst = e.appendResourceSpans(dst, batch[i:], r)
 		dst = closeField(dst, m)
-		i = j
 	}
 	return dst
 }
 
-// sameResource returns the end of the run of records from i on that share
-// the record i's service and instance.
-func sameResource(batch []*exporter.Record, i int) int {
-	j := i + 1
-	for j < len(batch) && batch[j].Service == batch[i].Service && batch[j].Instance == batch[i].Instance {
-		j++
-	}
-	return j
+// sameResource reports whether two records belong to one resource: the
+// same service and instance.
+func sameResource(a, b *exporter.Record) bool {
+	return a.Service == b.Service && a.Instance == b.Instance
 }
 
-func (e *Encoder) appendResourceSpans(dst []byte, run []*exporter.Record) []byte {
+// seenBefore reports whether a record before batch[i] has its resource.
+// With one service per batch, as a handler's queue has, the first record
+// answers at once.
+func seenBefore(batch []*exporter.Record, i int) bool {
+	for _, r := range batch[:i] {
+		if sameResource(r, batch[i]) {
+			return true
+		}
+	}
+	return false
+}
+
+// appendResourceSpans writes the resource of res and the spans of every
+// record of rest that has it.
+func (e *Encoder) appendResourceSpans(dst []byte, rest []*exporter.Record, res *exporter.Record) []byte {
 	var m, a int
 	dst, m = openField(dst, 1) // resource
 	w := attrs{b: dst, field: 1}
-	e.resourceAttrs(&w, run[0])
+	e.resourceAttrs(&w, res)
 	dst = closeField(w.b, m)
 	dst, m = openField(dst, 2) // scope_spans
 	dst, a = openField(dst, 1) // scope
 	dst = appendString(dst, 1, Scope)
 	dst = appendString(dst, 2, e.Version)
 	dst = closeField(dst, a)
-	for _, r := range run {
+	for _, r := range rest {
+		if !sameResource(r, res) {
+			continue
+		}
 		dst = appendSpan(dst, r, &r.Server)
 		for k := range r.Clients {
 			dst = appendSpan(dst, r, &r.Clients[k])

@@ -240,3 +240,23 @@ func BenchmarkEncode(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*spans), "ns/span")
 }
+
+// A batch that interleaves services (handlers of several services sharing
+// one exporter) still gets one resource per service, as OpenTelemetry-Go
+// groups them, with the spans in batch order within it.
+func TestEncodeGroupsResources(t *testing.T) {
+	a, b, c := testRecord(), testRecord(), testRecord()
+	b.Service = "billing"
+	c.Server.ID = headers.SpanID{0xc}
+	got := decode(t, (&Encoder{}).AppendRequest(nil, []*exporter.Record{a, b, c}))
+	if n := len(got.ResourceSpans); n != 2 {
+		t.Fatalf("%d resource spans, want 2", n)
+	}
+	spans := got.ResourceSpans[0].ScopeSpans[0].Spans
+	if len(spans) != 6 || spans[0].SpanId[0] != a.Server.ID[0] || spans[3].SpanId[0] != 0xc {
+		t.Fatalf("orders-legacy spans %d, first %x, fourth %x: want a's three then c's", len(spans), spans[0].SpanId, spans[3].SpanId)
+	}
+	if got.ResourceSpans[1].Resource.Attributes[0].Value.GetStringValue() != "billing" {
+		t.Fatalf("second resource %v", got.ResourceSpans[1].Resource)
+	}
+}

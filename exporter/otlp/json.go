@@ -10,17 +10,21 @@ import (
 // AppendJSONRequest appends to dst one ExportTraceServiceRequest in the
 // OTLP/JSON encoding: the protobuf JSON mapping with lowerCamelCase keys,
 // trace and span ids as hex strings, enums as integers and 64-bit integers
-// as decimal strings, the same spans as AppendRequest.
+// as decimal strings, the same spans in the same order as AppendRequest.
 func (e *Encoder) AppendJSONRequest(dst []byte, batch []*exporter.Record) []byte {
 	dst = append(dst, `{"resourceSpans":[`...)
-	for i := 0; i < len(batch); {
-		j := sameResource(batch, i)
-		if i > 0 {
+	first := true
+	for i, res := range batch {
+		if seenBefore(batch, i) {
+			continue
+		}
+		if !first {
 			dst = append(dst, ',')
 		}
+		first = false
 		dst = append(dst, `{"resource":{"attributes":[`...)
 		w := attrs{b: dst, json: true}
-		e.resourceAttrs(&w, batch[i])
+		e.resourceAttrs(&w, res)
 		dst = append(w.b, `]},"scopeSpans":[{"scope":{"name":`...)
 		dst = appendJSONString(dst, Scope)
 		if e.Version != "" {
@@ -28,10 +32,15 @@ func (e *Encoder) AppendJSONRequest(dst []byte, batch []*exporter.Record) []byte
 			dst = appendJSONString(dst, e.Version)
 		}
 		dst = append(dst, `},"spans":[`...)
-		for k, r := range batch[i:j] {
-			if k > 0 {
+		n := 0
+		for _, r := range batch[i:] {
+			if !sameResource(r, res) {
+				continue
+			}
+			if n > 0 {
 				dst = append(dst, ',')
 			}
+			n++
 			dst = appendJSONSpan(dst, r, &r.Server)
 			for c := range r.Clients {
 				dst = append(dst, ',')
@@ -41,7 +50,6 @@ func (e *Encoder) AppendJSONRequest(dst []byte, batch []*exporter.Record) []byte
 		dst = append(dst, `],"schemaUrl":`...)
 		dst = appendJSONString(dst, SchemaURL)
 		dst = append(dst, `}]}`...)
-		i = j
 	}
 	return append(dst, `]}`...)
 }
