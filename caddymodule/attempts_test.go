@@ -44,7 +44,7 @@ func clientSpans(t *testing.T, spans []zipkintest.Span, traceID string) (server 
 		if s.TraceID != traceID {
 			continue
 		}
-		if *s.Kind == "SERVER" {
+		if s.Kind != nil && *s.Kind == "SERVER" {
 			server = s
 			ns++
 		} else {

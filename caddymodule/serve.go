@@ -144,7 +144,7 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, next caddyhttp.H
 	// Each upstream attempt reverse_proxy makes reports to st.att.
 	t.att = &st.att
 	r = r.WithContext(st.att.begin(r.Context(), &b.ctx))
-	sr := &statusRecorder{ResponseWriterWrapper: caddyhttp.ResponseWriterWrapper{ResponseWriter: w}}
+	sr := &statusRecorder{ResponseWriterWrapper: caddyhttp.ResponseWriterWrapper{ResponseWriter: w}, watched: true}
 	if told {
 		sr.settle, sr.sent = h.ResponseHeaders, &t.resp
 	}
@@ -185,6 +185,12 @@ func (h *Handler) land(b *recordBuf, err error, end time.Time) {
 // finish decides whether a watched request is exported (head-sampled, or
 // kept after the fact), counts the decision and enqueues the record.
 func (h *Handler) finish(b *recordBuf, r *http.Request, t *hop, sr *statusRecorder, err error, start, callStart, end time.Time) {
+	t.stop = end
+	if ss := sr.session.Load(); ss != nil {
+		// An upgraded connection: the hop ended at the 101, and the
+		// relay that followed is its session span.
+		end = ss.start
+	}
 	t.attempts = t.att.end(end)
 	if !t.decision.Sample {
 		// Deferred keep: the head said no, but a failed or slow request
@@ -286,6 +292,7 @@ type hop struct {
 	att                       *attemptLog // where next's upstream attempts report
 	attempts                  []attempt   // what they reported, once next returned
 	grpc                      grpcResult  // the gRPC status of the response, once next returned
+	stop                      time.Time   // when next returned (or the request was cut)
 }
 
 func (t *hop) init(h *Handler, in *headers.Result, r *http.Request, p *sampler.Params) {
@@ -604,7 +611,7 @@ func (h *Handler) record(b *recordBuf, r *http.Request, t *hop, sr *statusRecord
 		code, _ = v.(int)
 	}
 	if len(t.attempts) > 0 {
-		rec.Clients = h.attemptSpans(b, t, name, err, errText, code)
+		rec.Clients = h.withSession(r, t, sr, h.attemptSpans(b, t, name, err, errText, code))
 		return rec
 	}
 	// next answered without a traced RoundTrip (a transport net/http does
@@ -634,8 +641,24 @@ func (h *Handler) record(b *recordBuf, r *http.Request, t *hop, sr *statusRecord
 		}
 	}
 	b.clients[0] = cs
-	rec.Clients = b.clients[:1]
+	rec.Clients = h.withSession(r, t, sr, b.clients[:1])
 	return rec
+}
+
+// withSession appends the session span of an upgraded connection to the
+// CLIENT spans.
+func (h *Handler) withSession(r *http.Request, t *hop, sr *statusRecorder, spans []exporter.Span) []exporter.Span {
+	ss := sr.session.Load()
+	if ss == nil {
+		return spans
+	}
+	s := h.sessionSpan(t, ss, r.Header.Get("Upgrade"), h.route(t.path), t.stop)
+	if h.segments {
+		s.ID = headers.SpanIDFromSW(t.out.SW.SegmentID, int32(len(spans)+1))
+	} else {
+		s.ID = headers.NewSpanID()
+	}
+	return append(spans, s)
 }
 
 // resendCounts are the http.request.resend_count values of the attempts a
@@ -842,6 +865,9 @@ type statusRecorder struct {
 	// they set on this response.
 	settle *ResponseHeaders
 	sent   *sentHeaders
+	// watched records an upgraded connection in session.
+	watched bool
+	session atomic.Pointer[session]
 }
 
 // WriteHeader settles the trace headers before any status is sent and

@@ -54,15 +54,23 @@ func TestStreamingResponseStillStreams(t *testing.T) {
 	if err != nil || first != "data: first\n" {
 		t.Fatalf("first event %q, %v: the stream was buffered", first, err)
 	}
+	// The second event, and so the body's end, comes after this instant:
+	// the spans must not end at the response header.
+	released := uint64(time.Now().UnixMicro())
 	close(release)
 	rest, _ := io.ReadAll(br)
 	if !strings.Contains(string(rest), "data: second") {
 		t.Errorf("rest of the stream %q", rest)
 	}
 	spans := c.WaitSpans(t, 2, 5*time.Second)
-	server, _ := spansByKind(t, spans, spans[0].TraceID)
+	server, client := spansByKind(t, spans, spans[0].TraceID)
 	if server.Tags["http.status_code"] != "200" {
 		t.Errorf("streamed response recorded as %v", server.Tags)
+	}
+	for _, s := range []zipkintest.Span{server, client} {
+		if end := *s.Timestamp + *s.Duration; end < released {
+			t.Errorf("%s span ends at %d µs, before the stream's last event was released at %d", *s.Kind, end, released)
+		}
 	}
 }
 

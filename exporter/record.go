@@ -13,12 +13,17 @@ type Kind uint8
 const (
 	KindServer Kind = iota // the hop into the proxy
 	KindClient             // one call from the proxy to its upstream
+	KindLocal              // work of the proxy itself, such as relaying an upgraded connection
 )
 
-// String returns the Zipkin name of the kind: SERVER or CLIENT.
+// String returns the Zipkin name of the kind: SERVER, CLIENT, or "" for a
+// local span, which Zipkin writes without a kind.
 func (k Kind) String() string {
-	if k == KindClient {
+	switch k {
+	case KindClient:
 		return "CLIENT"
+	case KindLocal:
+		return ""
 	}
 	return "SERVER"
 }
@@ -31,7 +36,8 @@ type Tag struct {
 // Span is one timed operation of a Record.
 type Span struct {
 	// Kind is KindServer for the hop into the proxy, KindClient for an
-	// upstream call.
+	// upstream call, KindLocal for the proxy's own work (a relayed
+	// WebSocket session).
 	Kind Kind
 	// ID is the span's id; ParentID is zero for a root span.
 	ID, ParentID headers.SpanID
@@ -91,7 +97,9 @@ type Record struct {
 	Scheme string
 	// Server is the SERVER span.
 	Server Span
-	// Clients are the CLIENT spans, one per upstream attempt.
+	// Clients are the CLIENT spans, one per upstream attempt, then any
+	// local span (KindLocal) of the proxy's own, children of the SERVER
+	// span too.
 	Clients []Span
 	// SegmentID is the SkyWalking segment id of this hop.
 	SegmentID string

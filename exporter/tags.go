@@ -29,6 +29,11 @@ const (
 	TagConnectionReused = "network.connection.reused" // "true" when the attempt reused a kept-alive connection
 	TagGRPCStatusCode   = "grpc.status_code"          // a gRPC call's grpc-status (Brave's name)
 
+	// Tags of a relayed upgraded connection (the local session span).
+	TagSessionBytesFromClient = "session.bytes_from_client" // bytes the client sent over the session
+	TagSessionBytesToClient   = "session.bytes_to_client"   // bytes sent to the client over the session
+	TagSessionClosedBy        = "session.closed_by"         // which side ended it: client, upstream or proxy
+
 	// Prefixes of the recorded request and response header tags, followed
 	// by the lowercased header name.
 	TagRequestHeaderPrefix  = "http.request.header."

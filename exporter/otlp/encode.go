@@ -28,9 +28,10 @@ const (
 
 // OTLP span kinds, status codes and span flags (opentelemetry/proto/trace/v1).
 const (
-	kindServer  = 2
-	kindClient  = 3
-	statusError = 2
+	kindInternal = 1
+	kindServer   = 2
+	kindClient   = 3
+	statusError  = 2
 	// flagHasIsRemote says the span knows whether its parent is remote;
 	// flagIsRemote that it is (SpanFlags, above the W3C trace flags).
 	flagHasIsRemote = 0x100
@@ -128,9 +129,12 @@ func appendSpan(dst []byte, r *exporter.Record, s *exporter.Span) []byte {
 		dst = appendBytes(dst, 4, parent[:])
 	}
 	dst = appendString(dst, 5, s.Name)
-	if s.Kind == exporter.KindClient {
+	switch s.Kind {
+	case exporter.KindClient:
 		dst = appendVarintField(dst, 6, kindClient)
-	} else {
+	case exporter.KindLocal:
+		dst = appendVarintField(dst, 6, kindInternal)
+	default:
 		dst = appendVarintField(dst, 6, kindServer)
 	}
 	start := s.Start.UnixNano()
@@ -159,9 +163,9 @@ func appendSpan(dst []byte, r *exporter.Record, s *exporter.Span) []byte {
 }
 
 // parentOf is the span's parent: the caller's span for the SERVER span
-// (none at a trace's root), the SERVER span for a CLIENT span.
+// (none at a trace's root), the SERVER span for a CLIENT or local span.
 func parentOf(r *exporter.Record, s *exporter.Span) headers.SpanID {
-	if s.Kind == exporter.KindClient && !s.ParentID.IsValid() {
+	if s.Kind != exporter.KindServer && !s.ParentID.IsValid() {
 		return r.Server.ID
 	}
 	return s.ParentID

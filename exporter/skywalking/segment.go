@@ -44,7 +44,7 @@ var statusText = func() (t [600]string) {
 // Segment maps one Record to a SkyWalking segment: span 0 is the Entry span
 // (the SERVER span, parent -1, with a CrossProcess reference to the caller's
 // segment when the caller sent sw8 or sw6), spans 1.. are Exit spans (one
-// per CLIENT span, parent 0). Times are epoch milliseconds. Strings that are
+// per CLIENT span, parent 0), or Local spans for a record's local spans. Times are epoch milliseconds. Strings that are
 // not valid UTF-8 are repaired, since protobuf refuses to encode them.
 //
 // The trace id is r.SWTraceID, or the 32 hex digits of r.TraceID when that
@@ -97,6 +97,14 @@ func Segment(r *exporter.Record) *agentv3.SegmentObject {
 		b.fill(exit, &r.Clients[i])
 		exit.SpanId = int32(i + 1)
 		exit.ParentSpanId = 0
+		if r.Clients[i].Kind == exporter.KindLocal {
+			// The proxy's own work (a relayed WebSocket session): a
+			// Local span, which has no peer.
+			exit.SpanType = agentv3.SpanType_Local
+			exit.SpanLayer = agentv3.SpanLayer_Unknown
+			ptrs[i+1] = exit
+			continue
+		}
 		exit.SpanType = agentv3.SpanType_Exit
 		exit.ComponentId = ComponentGoHTTPClient
 		if exit.Peer == "" {

@@ -213,6 +213,38 @@ func TestSegment(t *testing.T) {
 			},
 		},
 		{
+			name: "a relayed WebSocket session is a Local span without a peer",
+			record: func(r *exporter.Record) {
+				r.Server.Status = 101
+				r.Clients = r.Clients[:1]
+				r.Clients[0].Error, r.Clients[0].Status = "", 101
+				r.Clients = append(r.Clients, exporter.Span{
+					Kind:     exporter.KindLocal,
+					Name:     "websocket /orders/{id}",
+					Start:    t0.Add(10 * time.Millisecond),
+					Duration: 20 * time.Millisecond,
+					Tags:     []exporter.Tag{{Key: exporter.TagSessionClosedBy, Value: "client"}},
+				})
+			},
+			want: func(s *agentv3.SegmentObject) {
+				s.Spans[0].IsError = false
+				s.Spans[0].Tags[2].Value = "101"
+				s.Spans[1].IsError = false
+				s.Spans[1].Logs = nil
+				s.Spans[1].Tags = append(s.Spans[1].Tags, kv("http.status_code", "101"))
+				s.Spans[2] = &agentv3.SpanObject{
+					SpanId:        2,
+					ParentSpanId:  0,
+					StartTime:     1740830400133,
+					EndTime:       1740830400153,
+					OperationName: "websocket /orders/{id}",
+					SpanType:      agentv3.SpanType_Local,
+					SpanLayer:     agentv3.SpanLayer_Unknown,
+					Tags:          []*commonv3.KeyStringValuePair{kv("session.closed_by", "client")},
+				}
+			},
+		},
+		{
 			name: "upstream never picked: unknown peer, no client tags",
 			record: func(r *exporter.Record) {
 				r.Clients = r.Clients[:1]

@@ -95,18 +95,20 @@ func appendSpan(dst []byte, r *exporter.Record, s *exporter.Span, hex *[32]byte)
 	}
 	dst = append(dst, fragID...)
 	dst = s.ID.AppendHex(dst)
-	client := s.Kind == exporter.KindClient
 	parent := s.ParentID
-	if client && !parent.IsValid() {
+	if s.Kind != exporter.KindServer && !parent.IsValid() {
 		parent = r.Server.ID
 	}
 	if parent.IsValid() {
 		dst = append(dst, fragParentID...)
 		dst = parent.AppendHex(dst)
 	}
-	if client {
+	switch s.Kind {
+	case exporter.KindClient:
 		dst = append(dst, fragKindClient...)
-	} else {
+	case exporter.KindLocal:
+		dst = append(dst, '"') // a local span has no kind
+	default:
 		dst = append(dst, fragKindServer...)
 	}
 	if s.Name != "" {

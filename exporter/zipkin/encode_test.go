@@ -220,6 +220,13 @@ func TestAppendJSONSpanFields(t *testing.T) {
 				t.Errorf("client annotations %+v, want connect.start at the span's start and ws 1000µs later", got)
 			}
 		}},
+		{"local span has no kind, the server as parent", func(r *exporter.Record) {
+			r.Clients[0].Kind, r.Clients[0].ParentID, r.Clients[0].Peer = exporter.KindLocal, headers.SpanID{}, ""
+		}, func(t *testing.T, _, local zipkintest.Span) {
+			if local.Kind != nil || deref(local.ParentID) != testServerHex || local.RemoteEndpoint != nil {
+				t.Errorf("local span kind %v parent %q remote %v, want no kind, the server span, no remote", local.Kind, deref(local.ParentID), local.RemoteEndpoint)
+			}
+		}},
 		{"only annotations without a time: none written", func(r *exporter.Record) {
 			r.Clients[0].Annotations = []exporter.Annotation{{Value: "x"}}
 		}, func(t *testing.T, _, client zipkintest.Span) {
@@ -299,8 +306,8 @@ func TestAppendJSONSpanFields(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if len(spans) != 2 || deref(spans[0].Kind) != "SERVER" || deref(spans[1].Kind) != "CLIENT" {
-				t.Fatalf("spans %+v, want SERVER then CLIENT", spans)
+			if len(spans) != 2 || deref(spans[0].Kind) != "SERVER" || deref(spans[1].Kind) != r.Clients[0].Kind.String() {
+				t.Fatalf("spans %+v, want SERVER then %q", spans, r.Clients[0].Kind)
 			}
 			tt.check(t, spans[0], spans[1])
 		})
