@@ -162,7 +162,8 @@ func (h *Handler) serveEgress(w http.ResponseWriter, r *http.Request, next caddy
 	res := h.attribute(r, in, &e)
 	countStitch(res.Method)
 
-	e.method, e.path, e.host = r.Method, r.URL.Path, r.Host
+	e.req = hop{method: r.Method, path: r.URL.Path, host: r.Host}
+	e.name = h.spanName(r, &e.req)
 	h.egressContext(r, in, &res, &e, &st.params)
 	if bad := h.prop.sanitize(r.Header, true); bad != 0 {
 		h.metrics.countMalformed(bad)
@@ -205,8 +206,10 @@ type egressCall struct {
 	exit     int32               // its SkyWalking Exit span id there
 	reqID    string              // the request id the call carries
 	decision sampler.Decision
-	// method, path and host are the call as the service sent it.
-	method, path, host string
+	// req holds the call as the service sent it (method, path, host) and
+	// name its operation name.
+	req  hop
+	name string
 }
 
 // attribute asks the service's registry which inbound request made the
@@ -302,8 +305,8 @@ func (h *Handler) egressContext(r *http.Request, in *headers.Result, res *stitch
 		sw.SegmentID, sw.SpanID, sw.Endpoint = parent.SW.SegmentID, e.exit, parent.SW.Endpoint
 	} else {
 		// A segment of its own, the call its span 0.
-		sw.SegmentID = newSegmentID()
-		sw.Endpoint = noControl(capCopy(h.spanName(r, r.Method, r.URL.Path), swFieldMax))
+		sw.SegmentID = headers.NewSegmentID()
+		sw.Endpoint = noControl(capCopy(e.name, swFieldMax))
 	}
 	o.SW = sw
 	o.SpanID = headers.SpanIDFromSW(sw.SegmentID, sw.SpanID)
@@ -316,7 +319,7 @@ func (h *Handler) egressSpan(r *http.Request, e *egressCall, res *stitch.Result,
 		Kind:     exporter.KindClient,
 		ID:       e.out.SpanID,
 		ParentID: e.parentID,
-		Name:     h.spanName(r, e.method, e.path),
+		Name:     e.name,
 		Start:    start,
 		Duration: end.Sub(start),
 		Status:   status,
@@ -330,8 +333,8 @@ func (h *Handler) egressSpan(r *http.Request, e *egressCall, res *stitch.Result,
 	}
 	tags := make([]exporter.Tag, 0, 7)
 	tags = append(tags,
-		exporter.Tag{Key: exporter.TagHTTPMethod, Value: h.capTag(e.method)},
-		exporter.Tag{Key: exporter.TagHTTPPath, Value: h.capTag(e.path)},
+		exporter.Tag{Key: exporter.TagHTTPMethod, Value: h.capTag(e.req.method)},
+		exporter.Tag{Key: exporter.TagHTTPPath, Value: h.capTag(e.req.path)},
 		exporter.Tag{Key: tagStitch, Value: res.Method.String()})
 	if s.Peer != "" {
 		tags = append(tags, exporter.Tag{Key: exporter.TagPeerAddress, Value: s.Peer})

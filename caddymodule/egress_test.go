@@ -247,7 +247,6 @@ func TestEgressJoinsTheInboundTrace(t *testing.T) {
 	}
 }
 
-
 // strOf is *p, or "" for nil.
 func strOf(p *string) string {
 	if p == nil {

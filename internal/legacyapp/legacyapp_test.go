@@ -1,0 +1,254 @@
+package legacyapp
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"slices"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// call is one outbound call the target received.
+type call struct {
+	path, gt, i string
+	header      http.Header
+	remote      string // the connection it came on
+}
+
+// target records the app's outbound calls.
+type target struct {
+	*httptest.Server
+	mu    sync.Mutex
+	calls []call
+}
+
+func newTarget(t *testing.T) *target {
+	tg := &target{}
+	tg.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		tg.mu.Lock()
+		tg.calls = append(tg.calls, call{
+			path: r.URL.Path, gt: r.URL.Query().Get("gt"), i: r.URL.Query().Get("i"),
+			header: r.Header.Clone(), remote: r.RemoteAddr,
+		})
+		tg.mu.Unlock()
+		io.WriteString(w, "paid")
+	}))
+	t.Cleanup(tg.Close)
+	return tg
+}
+
+// work sends n concurrent GET /work requests, request k with gt g<k> and
+// X-Request-ID id-<k>, and returns the replies by gt.
+func work(t *testing.T, app *App, n int) map[string]Reply {
+	t.Helper()
+	var (
+		mu      sync.Mutex
+		replies = map[string]Reply{}
+		wg      sync.WaitGroup
+	)
+	client := &http.Client{Timeout: 15 * time.Second}
+	for k := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			req, _ := http.NewRequest(http.MethodGet, fmt.Sprintf("%s/work?gt=g%d", app.URL(), k), nil)
+			req.Header.Set("X-Request-ID", fmt.Sprintf("id-%d", k))
+			res, err := client.Do(req)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			defer res.Body.Close()
+			var r Reply
+			if err := json.NewDecoder(res.Body).Decode(&r); err != nil || res.StatusCode != 200 {
+				t.Errorf("status %d, reply %+v, %v", res.StatusCode, r, err)
+				return
+			}
+			mu.Lock()
+			replies[r.GT] = r
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	return replies
+}
+
+// overlapping reports whether two replies served by one process overlapped
+// in time.
+func overlapping(replies map[string]Reply) bool {
+	byPID := map[int][]Reply{}
+	for _, r := range replies {
+		byPID[r.PID] = append(byPID[r.PID], r)
+	}
+	for _, rs := range byPID {
+		slices.SortFunc(rs, func(a, b Reply) int { return int((a.Start - b.Start) * 1e9) })
+		for i := 1; i < len(rs); i++ {
+			if rs[i].Start < rs[i-1].End {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func TestLegacyApp(t *testing.T) {
+	const (
+		requests = 8
+		calls    = 2
+		workers  = 4
+	)
+	for _, model := range Models {
+		for _, keepAlive := range []bool{false, true} {
+			for _, forward := range []bool{false, true} {
+				name := fmt.Sprintf("%s/keepalive=%t/forward=%t", model, keepAlive, forward)
+				t.Run(name, func(t *testing.T) {
+					t.Parallel()
+					tg := newTarget(t)
+					app := Start(t, Config{
+						Model: model, Workers: workers, Upstream: tg.URL, Calls: calls,
+						Pause: 20 * time.Millisecond, KeepAlive: keepAlive, ForwardRequestID: forward,
+					})
+					replies := work(t, app, requests)
+					if len(replies) != requests {
+						t.Fatalf("%d replies, want %d", len(replies), requests)
+					}
+
+					// The model: which processes served, and whether one
+					// process ever served two requests at once.
+					pids := map[int]bool{}
+					for _, r := range replies {
+						pids[r.PID] = true
+						want := app.PID
+						if model == Prefork {
+							if !slices.Contains(app.Workers, r.PID) {
+								t.Errorf("request %s served by pid %d, not a worker %v", r.GT, r.PID, app.Workers)
+							}
+							want = r.PID
+						}
+						if r.PID != want {
+							t.Errorf("request %s served by pid %d, want the app's %d", r.GT, r.PID, app.PID)
+						}
+					}
+					switch model {
+					case Prefork:
+						if len(app.Workers) != workers || len(pids) < 2 {
+							t.Errorf("workers %v served from %d processes, want %d workers and several serving", app.Workers, len(pids), workers)
+						}
+						if overlapping(replies) {
+							t.Error("a prefork worker served two requests at once")
+						}
+					case Single:
+						if overlapping(replies) {
+							t.Error("the single-threaded app served two requests at once")
+						}
+					case Thread:
+						if !overlapping(replies) {
+							t.Error("the threaded app never served two requests at once")
+						}
+					}
+
+					// The calls: the ground truth in path and query, no
+					// trace header, the request id only when forwarded.
+					tg.mu.Lock()
+					defer tg.mu.Unlock()
+					if len(tg.calls) != requests*calls {
+						t.Fatalf("target received %d calls, want %d", len(tg.calls), requests*calls)
+					}
+					conns := map[string]bool{}
+					seen := map[string]bool{}
+					for _, c := range tg.calls {
+						conns[c.remote] = true
+						seen[c.path] = true
+						if c.path != "/pay/"+c.gt+"/"+c.i {
+							t.Errorf("call %s carries gt=%s i=%s in its query", c.path, c.gt, c.i)
+						}
+						k := strings.TrimPrefix(c.gt, "g")
+						for name := range c.header {
+							allowed := name == "Accept-Encoding" || (name == "Connection" && !keepAlive) ||
+								(name == "X-Request-Id" && forward)
+							if !allowed {
+								t.Errorf("call %s carries header %s: %q", c.path, name, c.header[name])
+							}
+						}
+						if got, want := c.header.Get("X-Request-Id"), "id-"+k; forward && got != want {
+							t.Errorf("call %s: X-Request-ID %q, want the inbound %q", c.path, got, want)
+						}
+					}
+					for k := range requests {
+						for i := range calls {
+							if p := fmt.Sprintf("/pay/g%d/%d", k, i); !seen[p] {
+								t.Errorf("no call %s", p)
+							}
+						}
+					}
+
+					// Connections: one per call without keep-alive; kept
+					// per process, or pooled by threads, with it.
+					switch {
+					case !keepAlive && len(conns) != requests*calls:
+						t.Errorf("%d connections for %d calls, want one each", len(conns), requests*calls)
+					case keepAlive && model == Single && len(conns) != 1:
+						t.Errorf("%d connections, want the one the process keeps", len(conns))
+					case keepAlive && model == Prefork && len(conns) > len(pids):
+						t.Errorf("%d connections from %d processes, want at most one each", len(conns), len(pids))
+					case keepAlive && model == Thread && len(conns) >= requests*calls:
+						t.Errorf("%d connections for %d calls: none was reused", len(conns), requests*calls)
+					}
+				})
+			}
+		}
+	}
+}
+
+// TestStops checks that the app never outlives its starter: its workers end
+// when the parent is killed, and nothing is left once its test ends.
+func TestStops(t *testing.T) {
+	var pids []int
+	waitGone := func(t *testing.T, pids []int, within time.Duration) {
+		t.Helper()
+		deadline := time.Now().Add(within)
+		for _, pid := range pids {
+			for alive(pid) {
+				if time.Now().After(deadline) {
+					t.Fatalf("process %d still runs", pid)
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+		}
+	}
+	t.Run("parent killed", func(t *testing.T) {
+		app := Start(t, Config{Model: Prefork, Workers: 3, Upstream: "http://127.0.0.1:1"})
+		pids = append([]int{app.PID}, app.Workers...)
+		if len(app.Workers) != 3 {
+			t.Fatalf("workers %v, want 3", app.Workers)
+		}
+		// Only the parent: the workers must notice on their own, well
+		// before the cleanup's kill of the whole process group.
+		if err := syscall.Kill(app.PID, syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+		waitGone(t, app.Workers, 2*time.Second)
+	})
+	t.Run("stdin closed", func(t *testing.T) {
+		app := Start(t, Config{Model: Thread, Upstream: "http://127.0.0.1:1"})
+		pids = append(pids, app.PID)
+	})
+	waitGone(t, pids, 5*time.Second)
+}
+
+// alive reports whether pid is a running (not zombie) process.
+func alive(pid int) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	_, rest, _ := strings.Cut(string(b), ") ")
+	return !strings.HasPrefix(rest, "Z")
+}
