@@ -34,7 +34,8 @@ that honour HTTP_PROXY do.
 
 Standard library only. It prints one JSON line on stdout when it accepts
 connections ({"listen": "127.0.0.1:port", "pid": n, "workers": [...]}) and
-exits when stdin closes, so it never outlives the process that started it.
+runs until SIGTERM or SIGINT; with --until-stdin-closes it also exits when
+stdin closes, so a test's app never outlives the test.
 """
 
 import argparse
@@ -216,12 +217,27 @@ def announce(addr, workers):
     print(json.dumps({"listen": "%s:%d" % addr[:2], "pid": os.getpid(), "workers": workers}), flush=True)
 
 
-def wait_stdin():
-    """Returns when stdin reaches end of file (the starter is gone)."""
+class Stop(Exception):
+    pass
+
+
+def stop(signum, frame):
+    raise Stop()
+
+
+def wait(opts):
+    """Returns on SIGTERM or SIGINT or, with --until-stdin-closes, when
+    stdin reaches end of file (the starter is gone)."""
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
     try:
-        while sys.stdin.buffer.read(4096):
-            pass
-    except (OSError, ValueError):
+        if opts.until_stdin_closes:
+            while sys.stdin.buffer.read(4096):
+                pass
+        else:
+            while True:
+                signal.pause()
+    except (Stop, OSError, ValueError):
         pass
 
 
@@ -236,6 +252,7 @@ def main():
     ap.add_argument("--keepalive", action="store_true", help="keep and reuse outbound connections")
     ap.add_argument("--forward-request-id", action="store_true", help="copy the inbound request id onto calls")
     ap.add_argument("--request-id-header", default="X-Request-ID")
+    ap.add_argument("--until-stdin-closes", action="store_true", help="also exit when stdin closes")
     ap.add_argument("--verbose", action="store_true", help="log requests on stderr")
     opts = ap.parse_args()
 
@@ -262,7 +279,7 @@ def main():
         sock.close()
         announce(bound, workers)
         try:
-            wait_stdin()
+            wait(opts)
         finally:
             for pid in workers:
                 try:
@@ -283,7 +300,7 @@ def main():
     server = cls(addr, make_handler(opts, outbound))
     threading.Thread(target=server.serve_forever, daemon=True).start()
     announce(server.server_address, [])
-    wait_stdin()
+    wait(opts)
 
 
 if __name__ == "__main__":

@@ -103,7 +103,7 @@ func Start(t testing.TB, cfg Config) *App {
 	if err := os.WriteFile(script, Script, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	args := []string{script, "--model", string(cfg.Model), "--listen", "127.0.0.1:0", "--upstream", cfg.Upstream}
+	args := []string{script, "--model", string(cfg.Model), "--listen", "127.0.0.1:0", "--upstream", cfg.Upstream, "--until-stdin-closes"}
 	if cfg.Workers > 0 {
 		args = append(args, "--workers", strconv.Itoa(cfg.Workers))
 	}

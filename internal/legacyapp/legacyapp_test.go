@@ -208,7 +208,8 @@ func TestLegacyApp(t *testing.T) {
 }
 
 // TestStops checks that the app never outlives its starter: its workers end
-// when the parent is killed, and nothing is left once its test ends.
+// when the parent is killed, it stops on SIGTERM (as a container's main
+// process must), and nothing is left once its test ends.
 func TestStops(t *testing.T) {
 	var pids []int
 	waitGone := func(t *testing.T, pids []int, within time.Duration) {
@@ -235,6 +236,13 @@ func TestStops(t *testing.T) {
 			t.Fatal(err)
 		}
 		waitGone(t, app.Workers, 2*time.Second)
+	})
+	t.Run("SIGTERM", func(t *testing.T) {
+		app := Start(t, Config{Model: Prefork, Workers: 2, Upstream: "http://127.0.0.1:1"})
+		if err := syscall.Kill(app.PID, syscall.SIGTERM); err != nil {
+			t.Fatal(err)
+		}
+		waitGone(t, append([]int{app.PID}, app.Workers...), 2*time.Second)
 	})
 	t.Run("stdin closed", func(t *testing.T) {
 		app := Start(t, Config{Model: Thread, Upstream: "http://127.0.0.1:1"})
