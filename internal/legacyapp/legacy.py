@@ -29,8 +29,9 @@ process in prefork and single, a shared pool in thread (so one connection
 serves calls of different inbound requests over its life).
 
 Outbound calls go to --upstream directly or, when HTTP_PROXY (or
-http_proxy) is set, through that forward proxy in absolute form, as clients
-that honour HTTP_PROXY do.
+http_proxy) is set and NO_PROXY (no_proxy) does not name the upstream's
+host, through that forward proxy in absolute form, as clients that honour
+HTTP_PROXY do.
 
 Standard library only. It prints one JSON line on stdout when it accepts
 connections ({"listen": "127.0.0.1:port", "pid": n, "workers": [...]}) and
@@ -52,6 +53,16 @@ import time
 import urllib.parse
 
 
+def no_proxy(host):
+    """Reports whether NO_PROXY exempts host: a listed name, a domain
+    suffix (.example.com or example.com), or *."""
+    for entry in (os.environ.get("NO_PROXY") or os.environ.get("no_proxy") or "").split(","):
+        entry = entry.strip().lower().lstrip(".")
+        if entry == "*" or (entry and (host == entry or host.endswith("." + entry))):
+            return True
+    return False
+
+
 class Outbound:
     """Makes the app's outbound calls, with or without kept connections."""
 
@@ -63,7 +74,7 @@ class Outbound:
         self.target = (u.hostname, u.port or 80)
         proxy = os.environ.get("HTTP_PROXY") or os.environ.get("http_proxy")
         self.proxied = False
-        if proxy:
+        if proxy and not no_proxy(u.hostname):
             p = urllib.parse.urlsplit(proxy if "//" in proxy else "http://" + proxy)
             self.target = (p.hostname, p.port or 80)
             self.proxied = True

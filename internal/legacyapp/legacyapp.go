@@ -55,6 +55,8 @@ type Config struct {
 	// HTTPProxy, when set, is given to the app as HTTP_PROXY: its calls to
 	// Upstream then go through that forward proxy.
 	HTTPProxy string
+	// NoProxy is given as NO_PROXY: hosts called directly despite HTTPProxy.
+	NoProxy string
 	// Calls is the number of outbound calls per request (default 2); a
 	// request's ?calls= overrides it.
 	Calls int
@@ -123,10 +125,10 @@ func Start(t testing.TB, cfg Config) *App {
 		args = append(args, "--request-id-header", cfg.RequestIDHeader)
 	}
 	cmd := exec.Command(py, args...)
-	cmd.Env = append(os.Environ(), "PYTHONUNBUFFERED=1", "HTTP_PROXY=", "http_proxy=")
-	if cfg.HTTPProxy != "" {
-		cmd.Env = append(cmd.Env, "HTTP_PROXY="+cfg.HTTPProxy)
-	}
+	// The test's own proxy settings stay out; exec keeps the last value of
+	// a repeated variable.
+	cmd.Env = append(os.Environ(), "PYTHONUNBUFFERED=1", "HTTP_PROXY=", "http_proxy=", "NO_PROXY=", "no_proxy=",
+		"HTTP_PROXY="+cfg.HTTPProxy, "NO_PROXY="+cfg.NoProxy)
 	cmd.Stderr = os.Stderr
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	stdin, err := cmd.StdinPipe()

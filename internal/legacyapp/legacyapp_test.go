@@ -207,6 +207,60 @@ func TestLegacyApp(t *testing.T) {
 	}
 }
 
+// TestHTTPProxy checks that the app honours HTTP_PROXY as clients do: calls
+// go to the forward proxy in absolute form, except to hosts NO_PROXY names.
+func TestHTTPProxy(t *testing.T) {
+	var (
+		mu   sync.Mutex
+		uris []string
+	)
+	proxy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		uris = append(uris, r.RequestURI)
+		mu.Unlock()
+	}))
+	t.Cleanup(proxy.Close)
+	tg := newTarget(t)
+	cases := []struct {
+		name, upstream, noProxy string
+		viaProxy               bool
+	}{
+		{"through the proxy", "http://payments.invalid:8080", "", true},
+		{"NO_PROXY names the host", tg.URL, "localhost,127.0.0.1", false},
+		{"NO_PROXY names a parent domain", "http://payments.internal.example", ".example", false},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			mu.Lock()
+			uris = nil
+			mu.Unlock()
+			tg.mu.Lock()
+			tg.calls = nil
+			tg.mu.Unlock()
+			app := Start(t, Config{Model: Single, Upstream: tc.upstream, HTTPProxy: proxy.URL, NoProxy: tc.noProxy, Calls: 1})
+			res, err := http.Get(app.URL() + "/work?gt=g0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			res.Body.Close()
+			mu.Lock()
+			got := uris
+			mu.Unlock()
+			tg.mu.Lock()
+			direct := len(tg.calls)
+			tg.mu.Unlock()
+			switch {
+			case tc.viaProxy && (len(got) != 1 || got[0] != tc.upstream+"/pay/g0/0?gt=g0&i=0"):
+				t.Errorf("the proxy received %q, want the call in absolute form", got)
+			case !tc.viaProxy && len(got) != 0:
+				t.Errorf("the proxy received %q, want none", got)
+			case tc.upstream == tg.URL && direct != 1:
+				t.Errorf("the target received %d calls directly, want 1", direct)
+			}
+		})
+	}
+}
+
 // TestStops checks that the app never outlives its starter: its workers end
 // when the parent is killed, it stops on SIGTERM (as a container's main
 // process must), and nothing is left once its test ends.
