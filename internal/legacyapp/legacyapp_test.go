@@ -223,7 +223,7 @@ func TestHTTPProxy(t *testing.T) {
 	tg := newTarget(t)
 	cases := []struct {
 		name, upstream, noProxy string
-		viaProxy               bool
+		viaProxy                bool
 	}{
 		{"through the proxy", "http://payments.invalid:8080", "", true},
 		{"NO_PROXY names the host", tg.URL, "localhost,127.0.0.1", false},
