@@ -96,6 +96,18 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //			batch_size / flush_interval / queue_size / queue_bytes / drop / timeout /
 //			max_retry_time / flush_timeout   # as for zipkin
 //		}
+//		exporter kafka <host:port...> {      # seed brokers
+//			topic    <name>                  # default by encoding: zipkin, skywalking-segments, otlp_spans
+//			encoding zipkin_json|skywalking|otlp_proto   # default zipkin_json
+//			management_topic <name>          # skywalking encoding; default skywalking-managements
+//			keepalive <duration>             # skywalking encoding; default 60s
+//			compression none|gzip|snappy|lz4|zstd   # default snappy
+//			sasl plain|scram-sha-256|scram-sha-512 <user> <password>   # {env.*} placeholders work
+//			tls [ca <file>] [cert <file> key <file>] [server_name <name>] [insecure_skip_verify]   # turns TLS on
+//			timeout <duration>               # a message's delivery, retries included; default 5s, at least 1s
+//			batch_size / flush_interval / queue_size / queue_bytes / drop /
+//			max_retry_time / flush_timeout   # as for zipkin
+//		}
 //		exporter log                         # spans as JSON lines on the log
 //		exporter memory {                    # the process's trace store, read by tracingproxy_ui
 //			max_traces <n>                   # default 10000, oldest evicted first
@@ -452,7 +464,7 @@ func floatArg(d *caddyfile.Dispenser, dst *float64) error {
 func parseExporter(d *caddyfile.Dispenser) (*ExporterConfig, error) {
 	ec := new(ExporterConfig)
 	if !d.NextArg() {
-		return nil, d.Errf("exporter needs a type: zipkin, skywalking, otlp, log or memory")
+		return nil, d.Errf("exporter needs a type: zipkin, skywalking, otlp, kafka, log or memory")
 	}
 	ec.Type = d.Val()
 	switch ec.Type {
@@ -461,9 +473,13 @@ func parseExporter(d *caddyfile.Dispenser) (*ExporterConfig, error) {
 			return nil, d.Errf("exporter %s needs a url", ec.Type)
 		}
 		ec.URL = d.Val()
+	case exporterKafka:
+		if ec.Brokers = d.RemainingArgs(); len(ec.Brokers) == 0 {
+			return nil, d.Errf("exporter kafka needs at least one broker, host:port (e.g. kafka-0:9092 kafka-1:9092)")
+		}
 	case exporterLog, exporterMemory:
 	default:
-		return nil, d.Errf("exporter type must be one of zipkin, skywalking, otlp, log, memory; got %q", ec.Type)
+		return nil, d.Errf("exporter type must be one of zipkin, skywalking, otlp, kafka, log, memory; got %q", ec.Type)
 	}
 	if d.NextArg() {
 		return nil, d.ArgErr()
@@ -506,6 +522,16 @@ func parseExporter(d *caddyfile.Dispenser) (*ExporterConfig, error) {
 			err = oneArg(d, &ec.Token)
 		case "tls":
 			ec.TLS, err = parseTLS(d)
+		case "topic":
+			err = oneArg(d, &ec.Topic)
+		case "management_topic":
+			err = oneArg(d, &ec.ManagementTopic)
+		case "sasl":
+			args := d.RemainingArgs()
+			if len(args) != 3 {
+				return nil, d.Errf("exporter sasl needs a mechanism (plain, scram-sha-256 or scram-sha-512), a username and a password")
+			}
+			ec.SASL = &SASLConfig{Mechanism: args[0], Username: args[1], Password: args[2]}
 		case "header":
 			args := d.RemainingArgs()
 			if len(args) != 2 {
@@ -521,7 +547,7 @@ func parseExporter(d *caddyfile.Dispenser) (*ExporterConfig, error) {
 			}
 			ec.UseEnvProxy = true
 		default:
-			err = d.Errf("unknown exporter option %q (allowed: batch_size, flush_interval, queue_size, queue_bytes, drop, timeout, max_retry_time, flush_timeout, compression, encoding, header, use_env_proxy, tls, instance, token, keepalive, max_traces, max_bytes)", opt)
+			err = d.Errf("unknown exporter option %q (allowed: batch_size, flush_interval, queue_size, queue_bytes, drop, timeout, max_retry_time, flush_timeout, compression, encoding, header, use_env_proxy, tls, instance, token, keepalive, topic, management_topic, sasl, max_traces, max_bytes)", opt)
 		}
 		if err != nil {
 			return nil, err

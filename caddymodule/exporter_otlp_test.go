@@ -20,7 +20,7 @@ func TestOTLPBadConfigIsRefusedNamingTheOption(t *testing.T) {
 		{"credentials in the url, redacted", `{"exporters":[{"type":"otlp","url":"http://me:secret@h:4318"}]}`, `got "http://redacted@h:4318"`},
 		{"bad encoding", `{"exporters":[{"type":"otlp","url":"http://h:4318","encoding":"thrift"}]}`, `exporter otlp encoding must be protobuf or json, got "thrift"`},
 		{"json over grpc", `{"exporters":[{"type":"otlp","url":"grpc://h:4317","encoding":"json"}]}`, `exporter otlp encoding json is for http(s) urls`},
-		{"encoding on zipkin", `{"exporters":[{"type":"zipkin","url":"http://h/api/v2/spans","encoding":"json"}]}`, `exporter zipkin: encoding is an option of the otlp exporter`},
+		{"encoding on zipkin", `{"exporters":[{"type":"zipkin","url":"http://h/api/v2/spans","encoding":"json"}]}`, `exporter zipkin: encoding is an option of the otlp and kafka exporters`},
 		{"bad compression", `{"exporters":[{"type":"otlp","url":"http://h:4318","compression":"br"}]}`, `exporter otlp: compression must be gzip or none, got "br"`},
 		{"bad header name", `{"exporters":[{"type":"otlp","url":"http://h:4318","headers":{"Bad Name":"x"}}]}`, `exporter otlp header name "Bad Name" is not a valid HTTP header name`},
 		{"reserved metadata", `{"exporters":[{"type":"otlp","url":"grpc://h:4317","headers":{"grpc-timeout":"1S"}}]}`, `exporter otlp header name "grpc-timeout" is not valid gRPC metadata`},

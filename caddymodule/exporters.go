@@ -12,6 +12,7 @@ import (
 
 	"github.com/tracingproxy/tracingproxy/exporter"
 	"github.com/tracingproxy/tracingproxy/exporter/httpexport"
+	"github.com/tracingproxy/tracingproxy/exporter/kafka"
 	"github.com/tracingproxy/tracingproxy/exporter/memory"
 	"github.com/tracingproxy/tracingproxy/exporter/otlp"
 	"github.com/tracingproxy/tracingproxy/exporter/skywalking"
@@ -28,8 +29,8 @@ const (
 
 // ExporterConfig configures one exporter and its queue.
 type ExporterConfig struct {
-	// Type is zipkin, skywalking, otlp, log or memory (the process's trace
-	// store, read by tracingproxy_ui).
+	// Type is zipkin, skywalking, otlp, kafka, log or memory (the
+	// process's trace store, read by tracingproxy_ui).
 	Type string `json:"type"`
 	// URL is the backend: for zipkin the spans endpoint, e.g.
 	// http://127.0.0.1:9411/api/v2/spans; for skywalking
@@ -38,8 +39,23 @@ type ExporterConfig struct {
 	// grpc://host:4317 or grpcs://host:4317.
 	URL string `json:"url,omitempty"`
 	// Encoding is the wire format: for otlp over http(s), protobuf
-	// (default) or json.
+	// (default) or json; for kafka, zipkin_json (default: a JSON list of
+	// Zipkin v2 spans per message), skywalking (a SegmentObject per
+	// message) or otlp_proto (an ExportTraceServiceRequest per message).
 	Encoding string `json:"encoding,omitempty"`
+
+	// Brokers are the kafka exporter's seed brokers, host:port each.
+	Brokers []string `json:"brokers,omitempty"`
+	// Topic is the kafka topic. Default: the encoding's consumer's own,
+	// zipkin, skywalking-segments or otlp_spans.
+	Topic string `json:"topic,omitempty"`
+	// ManagementTopic is where the kafka exporter's skywalking encoding
+	// sends instance properties and keepAlive. Default:
+	// skywalking-managements (with the prefix of a topic ending in
+	// skywalking-segments).
+	ManagementTopic string `json:"management_topic,omitempty"`
+	// SASL authenticates the kafka exporter. Default: none.
+	SASL *SASLConfig `json:"sasl,omitempty"`
 
 	// BatchSize is the most records sent in one export. Default: 512.
 	BatchSize int `json:"batch_size,omitempty"`
@@ -62,7 +78,8 @@ type ExporterConfig struct {
 	// FlushTimeout bounds the final flush when the exporter is stopped.
 	// Default: 5s.
 	FlushTimeout caddy.Duration `json:"flush_timeout,omitempty"`
-	// Compression is gzip or none (default) for HTTP exporters.
+	// Compression is gzip or none (default) for HTTP exporters; none,
+	// gzip, snappy (default), lz4 or zstd for kafka.
 	Compression string `json:"compression,omitempty"`
 	// Headers are added to every request an HTTP exporter sends (zipkin, and
 	// skywalking with an http(s):// url), e.g. an authorization header. Placeholders such as {env.ZIPKIN_TOKEN} are
@@ -79,9 +96,11 @@ type ExporterConfig struct {
 	// Token is sent to SkyWalking as the Authentication metadata.
 	// Placeholders such as {env.SW_TOKEN} are replaced at load time.
 	Token string `json:"token,omitempty"`
-	// KeepAlive is the SkyWalking instance heartbeat interval. Default: 60s.
+	// KeepAlive is the SkyWalking instance heartbeat interval (skywalking,
+	// and kafka with the skywalking encoding). Default: 60s.
 	KeepAlive caddy.Duration `json:"keepalive,omitempty"`
-	// TLS configures TLS to the backend.
+	// TLS configures TLS to the backend; for kafka, setting it turns TLS
+	// on.
 	TLS *TLSConfig `json:"tls,omitempty"`
 
 	// MaxTraces bounds the traces the memory exporter's store keeps; the
@@ -125,7 +144,15 @@ func (ec *ExporterConfig) warnings() []string {
 	return w
 }
 
-// validate checks the exporter's configuration, naming the option at fault.
+// The handler has named its service and instance before its exporters are
+// checked; the checks, which only ask that both are set, see these
+// stand-ins, so that validate needs no handler.
+const checkService, checkInstance = "service", "instance"
+
+// validate checks the exporter's configuration, naming the option at
+// fault. It checks everything the exporter is built from, TLS files and
+// credentials included, so that every exporter of a configuration can be
+// checked before the first one starts.
 func (ec *ExporterConfig) validate() error {
 	switch ec.Type {
 	case exporterZipkin:
@@ -135,13 +162,23 @@ func (ec *ExporterConfig) validate() error {
 		if u, _ := url.Parse(ec.URL); u.Path == "" || u.Path == "/" {
 			return fmt.Errorf("exporter zipkin: url must name the spans endpoint, e.g. %s://%s%s, got %q", u.Scheme, u.Host, zipkinSpansPath, ec.URL)
 		}
+		if err := zipkin.Check(ec.zipkinConfig()); err != nil {
+			return fmt.Errorf("exporter %w", err)
+		}
 	case exporterSkyWalking:
 		u, err := url.Parse(ec.URL)
 		if err != nil || u.Host == "" || (u.Scheme != "grpc" && u.Scheme != "grpcs" && u.Scheme != "http" && u.Scheme != "https") {
 			return fmt.Errorf("exporter skywalking: url must be grpc://host:port or http(s)://host:port, got %q", httpexport.Redact(ec.URL))
 		}
+		if err := skywalking.Check(ec.skywalkingConfig(checkService, checkInstance)); err != nil {
+			return fmt.Errorf("exporter %w", err)
+		}
 	case exporterOTLP:
 		if err := ec.validateOTLP(); err != nil {
+			return err
+		}
+	case exporterKafka:
+		if err := ec.validateKafka(checkService, checkInstance); err != nil {
 			return err
 		}
 	case exporterLog, exporterMemory:
@@ -149,7 +186,10 @@ func (ec *ExporterConfig) validate() error {
 			return fmt.Errorf("exporter %s takes no url, got %q", ec.Type, httpexport.Redact(ec.URL))
 		}
 	default:
-		return fmt.Errorf("exporter type must be one of zipkin, skywalking, otlp, log, memory; got %q", ec.Type)
+		return fmt.Errorf("exporter type must be one of zipkin, skywalking, otlp, kafka, log, memory; got %q", ec.Type)
+	}
+	if ec.Type != exporterKafka && (len(ec.Brokers) > 0 || ec.Topic != "" || ec.ManagementTopic != "" || ec.SASL != nil) {
+		return fmt.Errorf("exporter %s: brokers, topic, management_topic and sasl are options of the kafka exporter", ec.Type)
 	}
 	if ec.Type != exporterMemory && (ec.MaxTraces != 0 || ec.MaxBytes != 0) {
 		return fmt.Errorf("exporter %s: max_traces and max_bytes are options of the memory exporter", ec.Type)
@@ -171,11 +211,14 @@ func (ec *ExporterConfig) validate() error {
 		return fmt.Errorf("exporter %s: flush_timeout must not be negative, got %s", ec.Type, time.Duration(ec.FlushTimeout))
 	case ec.KeepAlive < 0:
 		return fmt.Errorf("exporter %s: keepalive must not be negative, got %s", ec.Type, time.Duration(ec.KeepAlive))
-	case ec.Compression != "" && ec.Compression != "gzip" && ec.Compression != "none":
+	case ec.Type != exporterKafka && ec.Compression != "" && ec.Compression != "gzip" && ec.Compression != "none":
 		return fmt.Errorf("exporter %s: compression must be gzip or none, got %q", ec.Type, ec.Compression)
 	}
-	if ec.Type != exporterSkyWalking && (ec.Token != "" || ec.KeepAlive != 0 || ec.Instance != "") {
+	if ec.Type != exporterSkyWalking && (ec.Token != "" || ec.Instance != "" || ec.KeepAlive != 0 && ec.Type != exporterKafka) {
 		return fmt.Errorf("exporter %s: instance, token and keepalive are SkyWalking options", ec.Type)
+	}
+	if ec.Type == exporterKafka && (len(ec.Headers) > 0 || ec.UseEnvProxy) {
+		return fmt.Errorf("exporter kafka: header and use_env_proxy are options of the HTTP exporters")
 	}
 	if local := ec.Type == exporterLog || ec.Type == exporterMemory; local && (len(ec.Headers) > 0 || ec.UseEnvProxy || ec.Compression == "gzip") {
 		return fmt.Errorf("exporter %s: header, use_env_proxy and compression are options of network exporters", ec.Type)
@@ -183,8 +226,8 @@ func (ec *ExporterConfig) validate() error {
 	if ec.Type == exporterSkyWalking && ec.Compression == "gzip" {
 		return fmt.Errorf("exporter skywalking: compression is an option of the zipkin and otlp exporters")
 	}
-	if ec.Encoding != "" && ec.Type != exporterOTLP {
-		return fmt.Errorf("exporter %s: encoding is an option of the otlp exporter", ec.Type)
+	if ec.Encoding != "" && ec.Type != exporterOTLP && ec.Type != exporterKafka {
+		return fmt.Errorf("exporter %s: encoding is an option of the otlp and kafka exporters", ec.Type)
 	}
 	if (ec.Type == exporterLog || ec.Type == exporterMemory) && ec.TLS != nil {
 		return fmt.Errorf("exporter %s: tls is an option of network exporters", ec.Type)
@@ -238,6 +281,9 @@ func (ec *ExporterConfig) flushTimeout() time.Duration {
 // target's host[:port], never the user info, path or query of its URL,
 // where credentials travel.
 func (ec *ExporterConfig) displayName() string {
+	if ec.Type == exporterKafka && len(ec.Brokers) > 0 {
+		return ec.Type + " " + ec.Brokers[0]
+	}
 	host := httpexport.Host(ec.URL)
 	if host == "" {
 		return ec.Type
@@ -245,46 +291,70 @@ func (ec *ExporterConfig) displayName() string {
 	return ec.Type + " " + host
 }
 
-// newExporter builds the exporter; placeholders in the token are replaced
-// now, at load time.
-func (ec *ExporterConfig) newExporter(h *Handler) (exporter.Exporter, error) {
+// zipkinConfig is the zipkin library's configuration of ec; placeholders
+// in the headers are replaced now, at load time.
+func (ec *ExporterConfig) zipkinConfig() zipkin.Config {
+	cfg := zipkin.Config{URL: ec.URL, Gzip: ec.Compression == "gzip", Headers: ec.resolvedHeaders(), UseEnvProxy: ec.UseEnvProxy}
+	if t := ec.TLS; t != nil {
+		cfg.TLS = t.library()
+	}
+	return cfg
+}
+
+// skywalkingConfig is the skywalking library's configuration of ec for the
+// service and instance the records carry; placeholders in the token and
+// headers are replaced now, at load time.
+func (ec *ExporterConfig) skywalkingConfig(service, instance string) skywalking.Config {
+	cfg := skywalking.Config{
+		Address:     ec.URL,
+		Service:     service,
+		Instance:    instance,
+		Token:       caddy.NewReplacer().ReplaceAll(ec.Token, ""),
+		KeepAlive:   time.Duration(ec.KeepAlive),
+		Version:     Version,
+		UseEnvProxy: ec.UseEnvProxy,
+		Headers:     ec.resolvedHeaders(),
+		OnError: func(err error) {
+			backgroundLogger().Warn("skywalking", zap.String("exporter", ec.displayName()), zap.Error(err))
+		},
+	}
+	if t := ec.TLS; t != nil {
+		cfg.TLS = t.library()
+	}
+	return cfg
+}
+
+// resolvedHeaders are ec's headers with their placeholders replaced, nil
+// without headers.
+func (ec *ExporterConfig) resolvedHeaders() map[string]string {
+	if len(ec.Headers) == 0 {
+		return nil
+	}
 	repl := caddy.NewReplacer()
+	hdr := make(map[string]string, len(ec.Headers))
+	for k, v := range ec.Headers {
+		hdr[k] = repl.ReplaceAll(v, "")
+	}
+	return hdr
+}
+
+// library is the exporter libraries' form of t.
+func (t *TLSConfig) library() *exporter.TLSConfig {
+	return &exporter.TLSConfig{CA: t.CA, Cert: t.Cert, Key: t.Key, ServerName: t.ServerName, InsecureSkipVerify: t.InsecureSkipVerify}
+}
+
+// newExporter builds the exporter; placeholders in tokens, headers and
+// credentials are replaced now, at load time.
+func (ec *ExporterConfig) newExporter(h *Handler) (exporter.Exporter, error) {
 	switch ec.Type {
 	case exporterZipkin:
-		hdr := make(map[string]string, len(ec.Headers))
-		for k, v := range ec.Headers {
-			hdr[k] = repl.ReplaceAll(v, "")
-		}
-		cfg := zipkin.Config{URL: ec.URL, Gzip: ec.Compression == "gzip", Headers: hdr, UseEnvProxy: ec.UseEnvProxy}
-		if t := ec.TLS; t != nil {
-			cfg.TLS = &exporter.TLSConfig{CA: t.CA, Cert: t.Cert, Key: t.Key, ServerName: t.ServerName, InsecureSkipVerify: t.InsecureSkipVerify}
-		}
-		return zipkin.New(cfg)
+		return zipkin.New(ec.zipkinConfig())
 	case exporterSkyWalking:
-		cfg := skywalking.Config{
-			Address:     ec.URL,
-			Service:     h.ServiceName,
-			Instance:    h.Instance,
-			Token:       repl.ReplaceAll(ec.Token, ""),
-			KeepAlive:   time.Duration(ec.KeepAlive),
-			Version:     Version,
-			UseEnvProxy: ec.UseEnvProxy,
-			OnError: func(err error) {
-				backgroundLogger().Warn("skywalking", zap.String("exporter", ec.displayName()), zap.Error(err))
-			},
-		}
-		if len(ec.Headers) > 0 {
-			cfg.Headers = make(map[string]string, len(ec.Headers))
-			for k, v := range ec.Headers {
-				cfg.Headers[k] = repl.ReplaceAll(v, "")
-			}
-		}
-		if t := ec.TLS; t != nil {
-			cfg.TLS = &skywalking.TLSConfig{CA: t.CA, Cert: t.Cert, Key: t.Key, ServerName: t.ServerName, InsecureSkipVerify: t.InsecureSkipVerify}
-		}
-		return skywalking.New(cfg)
+		return skywalking.New(ec.skywalkingConfig(h.ServiceName, h.Instance))
 	case exporterOTLP:
 		return otlp.New(ec.otlpConfig())
+	case exporterKafka:
+		return kafka.New(ec.kafkaConfig(h.ServiceName, h.Instance))
 	case exporterMemory:
 		traceStore.SetLimits(ec.MaxTraces, ec.MaxBytes)
 		return memory.NewExporter(traceStore), nil

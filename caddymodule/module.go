@@ -256,7 +256,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		}
 	}
 	for _, ec := range h.Exporters {
-		if ec.Type == exporterSkyWalking {
+		if ec.Type == exporterSkyWalking || ec.kafkaSkyWalking() {
 			h.segments = true
 		}
 		pq, err := acquireQueue(ec, h)

@@ -1,7 +1,6 @@
 package caddymodule
 
 import (
-	"encoding/base64"
 	"net/http"
 	"net/textproto"
 	"strings"
@@ -20,16 +19,6 @@ const (
 const (
 	headerSW8Correlation = "Sw8-Correlation"
 	headerSW8X           = "Sw8-X"
-)
-
-// Bounds of the passthrough headers. SkyWalking's agents send at most 3
-// correlation members of at most 128 characters (their defaults); the
-// bound leaves room for agents configured above that. sw8-x is a tracing
-// mode and a timestamp.
-const (
-	sw8CorrelationMaxLen     = 1024
-	sw8CorrelationMaxMembers = 8
-	sw8XMaxLen               = 64
 )
 
 // baggageCarriers are the headers (and prefixes) that carry baggage in any
@@ -94,11 +83,11 @@ func (p *propagation) sanitize(h http.Header, trusted bool) (malformed headers.F
 			}
 		}
 	}
-	if vs, ok := h[headerSW8Correlation]; ok && (len(vs) != 1 || !validSW8Correlation(vs[0])) {
+	if vs, ok := h[headerSW8Correlation]; ok && (len(vs) != 1 || !headers.ValidSW8Correlation(vs[0])) {
 		delete(h, headerSW8Correlation)
 		malformed = malformed.Add(headers.FormatSW8)
 	}
-	if vs, ok := h[headerSW8X]; ok && (len(vs) != 1 || !validSW8X(vs[0])) {
+	if vs, ok := h[headerSW8X]; ok && (len(vs) != 1 || !headers.ValidSW8X(vs[0])) {
 		delete(h, headerSW8X)
 		malformed = malformed.Add(headers.FormatSW8)
 	}
@@ -114,57 +103,4 @@ func hasAnyPrefix(name string, prefixes []string) bool {
 		}
 	}
 	return false
-}
-
-// validSW8Correlation checks sw8-correlation: a comma-separated list of
-// base64(key):base64(value), within its bounds, each key and value decoding
-// to text without control characters.
-func validSW8Correlation(v string) bool {
-	if v == "" || len(v) > sw8CorrelationMaxLen {
-		return false
-	}
-	members := strings.Split(v, ",")
-	if len(members) > sw8CorrelationMaxMembers {
-		return false
-	}
-	for _, m := range members {
-		k, val, ok := strings.Cut(m, ":")
-		if !ok || !cleanBase64(k, false) || !cleanBase64(val, true) {
-			return false
-		}
-	}
-	return true
-}
-
-// cleanBase64 reports whether s is standard padded base64 of text without
-// ASCII control characters; empty only when allowEmpty.
-func cleanBase64(s string, allowEmpty bool) bool {
-	if s == "" {
-		return allowEmpty
-	}
-	var buf [sw8CorrelationMaxLen]byte
-	n, err := base64.StdEncoding.Decode(buf[:], []byte(s))
-	if err != nil {
-		return false
-	}
-	for _, c := range buf[:n] {
-		if c < ' ' || c == 0x7f {
-			return false
-		}
-	}
-	return true
-}
-
-// validSW8X checks sw8-x: dash-separated decimal fields (tracing mode, the
-// client's send timestamp), within its bound.
-func validSW8X(v string) bool {
-	if v == "" || len(v) > sw8XMaxLen {
-		return false
-	}
-	for i := 0; i < len(v); i++ {
-		if c := v[i]; (c < '0' || c > '9') && c != '-' {
-			return false
-		}
-	}
-	return true
 }

@@ -113,6 +113,7 @@ func (ec *ExporterConfig) poolKey(h *Handler) (string, error) {
 	k := *ec
 	repl := caddy.NewReplacer()
 	k.Token = repl.ReplaceAll(ec.Token, "")
+	k.SASL = ec.resolvedSASL()
 	if len(ec.Headers) > 0 {
 		k.Headers = make(map[string]string, len(ec.Headers))
 		for name, v := range ec.Headers {
@@ -124,7 +125,7 @@ func (ec *ExporterConfig) poolKey(h *Handler) (string, error) {
 		return "", err
 	}
 	key := string(b)
-	if ec.Type == exporterSkyWalking {
+	if ec.Type == exporterSkyWalking || ec.kafkaSkyWalking() {
 		key += "|" + h.ServiceName + "|" + h.Instance
 	}
 	return key, nil

@@ -75,13 +75,12 @@ type RequestID struct {
 }
 
 var (
-	defaultExtract       = []string{"w3c", "b3", "sw8"}
-	defaultInject        = []string{"w3c", "b3"}
-	defaultPreserveInto  = []string{"w3c"}
-	injectPreserve       = "preserve"
-	requestIDFormatName  = headers.FormatRequestID.String()
-	customFormatName     = headers.FormatCustom.String()
-	contextFormatsBitset = ^headers.FormatSet(0).Add(headers.FormatBaggage).Add(headers.FormatRequestID)
+	defaultExtract      = []string{"w3c", "b3", "sw8"}
+	defaultInject       = []string{"w3c", "b3"}
+	defaultPreserveInto = []string{"w3c"}
+	injectPreserve      = "preserve"
+	requestIDFormatName = headers.FormatRequestID.String()
+	customFormatName    = headers.FormatCustom.String()
 )
 
 // propagation is the compiled Propagation.
@@ -261,21 +260,7 @@ func (p *propagation) inject(r *http.Request, in *headers.Result, sc *headers.Sp
 	if !p.preserve {
 		p.prop.Inject(sc, w)
 	} else {
-		set := in.Present &^ in.Malformed
-		if set.Has(headers.FormatB3) || set.Has(headers.FormatB3Single) {
-			set &^= headers.FormatSet(0).Add(headers.FormatB3).Add(headers.FormatB3Single)
-			if singleB3 {
-				set = set.Add(headers.FormatB3Single)
-			} else {
-				set = set.Add(headers.FormatB3)
-			}
-		}
-		if set.Has(headers.FormatSW6) {
-			set = set.Add(headers.FormatSW8) &^ headers.FormatSet(0).Add(headers.FormatSW6)
-		}
-		if set&contextFormatsBitset == 0 {
-			set |= p.defaultSet
-		}
+		set := headers.PreservedFormats(in, singleB3, p.defaultSet)
 		p.prop.InjectSet(sc, w, set)
 	}
 	w.Apply(r.Header)

@@ -144,3 +144,53 @@ func withoutTraceMetric(v string) string {
 	}
 	return strings.Join(kept, ", ")
 }
+
+// setResponseHeaders tells the client which trace it belongs to and reports
+// whether it set anything. It runs before next so the headers are there
+// whatever the upstream does; what it set is kept in t.resp, for
+// statusRecorder to settle against the upstream's headers of the same names.
+func (h *Handler) setResponseHeaders(w http.ResponseWriter, t *hop) bool {
+	rh := h.ResponseHeaders
+	if rh == nil || !t.trusted && !rh.ToUntrusted {
+		return false
+	}
+	hdr := w.Header()
+	if rh.ServerTiming || rh.TraceResponse {
+		// 00-<32 hex>-<16 hex>-<2 hex>, naming our SERVER span.
+		const prefix = "trace;desc="
+		var b [len(prefix) + 55]byte
+		buf := append(b[:0], prefix...)
+		buf = append(buf, "00-"...)
+		buf = t.out.TraceID.AppendHex(buf)
+		buf = append(buf, '-')
+		buf = t.serverID.AppendHex(buf)
+		flags := byte(0)
+		if t.out.Sampling.Sampled() {
+			flags |= 0x01
+		}
+		if t.out.Random && !t.out.TraceID64 {
+			flags |= 0x02
+		}
+		buf = append(buf, '-', '0', "0123456789abcdef"[flags])
+		v := string(buf)
+		if rh.ServerTiming {
+			t.resp.serverTiming = v
+			hdr.Add("Server-Timing", v)
+		}
+		if rh.TraceResponse {
+			t.resp.traceResponse = v[len(prefix):]
+			hdr.Set("Traceresponse", t.resp.traceResponse)
+		}
+	}
+	if rh.TraceID != "" {
+		t.resp.traceID = t.out.TraceID.String()
+		hdr.Set(rh.TraceID, t.resp.traceID)
+	}
+	if u := rh.TraceURL; u != nil {
+		link := strings.ReplaceAll(u.Template, "{trace_id}", t.out.TraceID.String())
+		link = strings.ReplaceAll(link, "{span_id}", t.serverID.String())
+		t.resp.traceURL = link
+		hdr.Set(u.Header, link)
+	}
+	return true
+}

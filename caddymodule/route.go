@@ -11,6 +11,9 @@ import (
 // endpoint. A path with no such segment is returned as is, without
 // allocating.
 func routeOf(path string) string {
+	// Most paths fit the stack buffer: the route then costs one
+	// allocation, its string.
+	var buf [128]byte
 	var b []byte
 	last := 0 // path[last:] is not yet copied into b
 	for i := 0; i < len(path); {
@@ -24,7 +27,7 @@ func routeOf(path string) string {
 		}
 		if idLike(path[i:j]) {
 			if b == nil {
-				b = make([]byte, 0, len(path))
+				b = buf[:0]
 			}
 			b = append(b, path[last:i]...)
 			b = append(b, "{id}"...)
@@ -152,6 +155,14 @@ func (rp *routePattern) match(path string) bool {
 		rest = after
 	}
 	return true
+}
+
+// routeOf is the route of the request t traces, worked out once.
+func (h *Handler) routeOf(t *hop) string {
+	if !t.routed {
+		t.route, t.routed = h.route(t.path), true
+	}
+	return t.route
 }
 
 // route is the route a request path is named after: the first route

@@ -19,14 +19,16 @@ import (
 func init() {
 	caddycmd.RegisterCommand(caddycmd.Command{
 		Name:  "proxy",
-		Usage: "--from <addr> --to <upstream> [--service <name>] [--zipkin <url>] [--skywalking <url>] [--otlp <url>] [--sample <0..1>] [--extract w3c,b3] [--inject w3c,b3] [--response-headers] [--ui <addr>|off] [--admin <addr>] [--print-config] [--debug]",
+		Usage: "--from <addr> --to <upstream> [--service <name>] [--zipkin <url>] [--skywalking <url>] [--otlp <url>] [--kafka <host:port,...> [--kafka-topic <topic>] [--kafka-encoding zipkin_json|skywalking|otlp_proto]] [--sample <0..1>] [--extract w3c,b3] [--inject w3c,b3] [--response-headers] [--ui <addr>|off] [--admin <addr>] [--print-config] [--debug]",
 		Short: "Trace an HTTP service without touching it",
 		Long: `
 Serves plain HTTP on --from and proxies every request to --to, tracing each
 hop: it continues the caller's trace (W3C, B3, ...) or starts one, records a
 SERVER and a CLIENT span, passes the context on to the upstream, and exports
 the spans to Zipkin (--zipkin), SkyWalking (--skywalking) or an OpenTelemetry
-collector (--otlp: Jaeger, Tempo, an OpenTelemetry Collector). With none,
+collector (--otlp: Jaeger, Tempo, an OpenTelemetry Collector), or to a Kafka
+topic (--kafka) that Zipkin collectors, SkyWalking OAP or OpenTelemetry
+Collectors read. With none,
 spans are kept in memory and shown by a waterfall UI (and Zipkin's query
 API) on --ui, by default http://127.0.0.1:9412/, and written to the log on
 stderr.
@@ -42,6 +44,9 @@ deployment.
 			cmd.Flags().String("zipkin", "", "Zipkin spans endpoint, e.g. http://127.0.0.1:9411/api/v2/spans")
 			cmd.Flags().String("skywalking", "", "SkyWalking OAP address: grpc://host:11800 or http://host:12800")
 			cmd.Flags().String("otlp", "", "OpenTelemetry collector: http://host:4318 (OTLP/HTTP, /v1/traces) or grpc://host:4317 (OTLP/gRPC)")
+			cmd.Flags().String("kafka", "", "Kafka seed brokers, host:port comma-separated; spans go to the topic Zipkin's Kafka collector reads unless --kafka-encoding says otherwise")
+			cmd.Flags().String("kafka-topic", "", "Kafka topic (default: the encoding's consumer's own: zipkin, skywalking-segments, otlp_spans)")
+			cmd.Flags().String("kafka-encoding", "", "Kafka messages: zipkin_json (default), skywalking or otlp_proto")
 			cmd.Flags().String("sample", "", "Fraction of new traces to sample, 0..1 (default 1)")
 			cmd.Flags().String("extract", "", "Formats read, in precedence order, comma-separated (default w3c,b3,sw8)")
 			cmd.Flags().String("inject", "", "Formats written upstream, comma-separated (default w3c,b3; w3c,b3,sw8 with --skywalking)")
@@ -62,6 +67,7 @@ type proxyOptions struct {
 	// none.
 	ui                     string
 	responseHeaders, debug bool
+	kafka                  kafkaFlags
 }
 
 // defaultUI is where the trace UI listens when no exporter is given.
@@ -83,7 +89,7 @@ func (o *proxyOptions) uiAddr() string {
 
 // exporting reports whether an exporter flag was given.
 func (o *proxyOptions) exporting() bool {
-	return o.zipkin != "" || o.skywalking != "" || o.otlp != ""
+	return o.zipkin != "" || o.skywalking != "" || o.otlp != "" || o.kafka.brokers != ""
 }
 
 // uiURL is the trace UI's address for a browser, "" when there is none.
@@ -105,6 +111,7 @@ func cmdProxy(fs caddycmd.Flags) (int, error) {
 		zipkin: fs.String("zipkin"), skywalking: fs.String("skywalking"), otlp: fs.String("otlp"), sample: fs.String("sample"),
 		extract: fs.String("extract"), inject: fs.String("inject"), admin: fs.String("admin"),
 		responseHeaders: fs.Bool("response-headers"), debug: fs.Bool("debug"), ui: fs.String("ui"),
+		kafka: kafkaFlags{brokers: fs.String("kafka"), topic: fs.String("kafka-topic"), encoding: fs.String("kafka-encoding")},
 	}
 	cf, err := o.caddyfile()
 	if err != nil {
@@ -171,6 +178,9 @@ func (o *proxyOptions) caddyfile() (string, error) {
 			return "", fmt.Errorf("%s must be an absolute URL, got %q", u.flag, u.val)
 		}
 	}
+	if err := o.kafka.check(); err != nil {
+		return "", err
+	}
 
 	var b strings.Builder
 	b.WriteString("{\n")
@@ -193,7 +203,7 @@ func (o *proxyOptions) caddyfile() (string, error) {
 		fmt.Fprintf(&b, "\t\tservice_name %s\n", quote(o.service))
 	}
 	extract, inject := o.extract, o.inject
-	if o.skywalking != "" {
+	if o.skywalking != "" || o.kafka.skyWalking() {
 		// A SkyWalking agent behind the proxy links its spans to ours only
 		// through sw8: read it and write it unless the flags say otherwise.
 		if extract == "" {
@@ -232,6 +242,7 @@ func (o *proxyOptions) caddyfile() (string, error) {
 	if o.otlp != "" {
 		fmt.Fprintf(&b, "\t\texporter otlp %s\n", quote(o.otlp))
 	}
+	o.kafka.write(&b)
 	if uiPort != "" && o.exporting() {
 		// With no exporter line the handler keeps spans in memory anyway.
 		b.WriteString("\t\texporter memory\n")

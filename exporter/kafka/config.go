@@ -225,6 +225,21 @@ func (c *Config) Validate() error {
 	return nil
 }
 
+// Check validates cfg as New would, reading its TLS files, without
+// creating a client: a bad option or an unreadable file is an error here,
+// before anything starts.
+func Check(cfg Config) error {
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	if cfg.TLS != nil {
+		if _, err := cfg.TLS.Build(); err != nil {
+			return fmt.Errorf("kafka %w", err)
+		}
+	}
+	return nil
+}
+
 // checkBroker checks one seed broker: host:port, no scheme.
 func checkBroker(b string) error {
 	bad := fmt.Errorf("kafka broker must be host:port, e.g. 127.0.0.1:9092, got %q", b)

@@ -1,6 +1,8 @@
 package kafka
 
 import (
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -79,6 +81,37 @@ func TestValidateInvalid(t *testing.T) {
 		}
 		if _, err := New(tc.c); err == nil {
 			t.Errorf("%s: New accepted what Validate refuses", name)
+		}
+	}
+}
+
+// Check refuses what New would refuse, TLS files included, so a caller can
+// check every exporter before it starts any.
+func TestCheck(t *testing.T) {
+	dir := t.TempDir()
+	notPEM := filepath.Join(dir, "ca.pem")
+	if err := os.WriteFile(notPEM, []byte("not a certificate"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ok := Config{Brokers: []string{"k:9092"}, TLS: &TLSConfig{ServerName: "kafka"}}
+	if err := Check(ok); err != nil {
+		t.Errorf("valid config refused: %v", err)
+	}
+	for name, tc := range map[string]struct {
+		c    Config
+		want string
+	}{
+		"invalid":     {Config{}, "kafka brokers: at least one host:port"},
+		"missing ca":  {Config{Brokers: []string{"k:9092"}, TLS: &TLSConfig{CA: filepath.Join(dir, "none.pem")}}, "kafka tls ca: open "},
+		"ca not pem":  {Config{Brokers: []string{"k:9092"}, TLS: &TLSConfig{CA: notPEM}}, "kafka tls ca: no PEM certificate in " + notPEM},
+		"bad keypair": {Config{Brokers: []string{"k:9092"}, TLS: &TLSConfig{Cert: notPEM, Key: notPEM}}, "kafka tls cert and key: "},
+	} {
+		err := Check(tc.c)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: err = %v, want %q", name, err, tc.want)
+		}
+		if _, err := New(tc.c); err == nil {
+			t.Errorf("%s: New accepted what Check refuses", name)
 		}
 	}
 }

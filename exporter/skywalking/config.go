@@ -149,6 +149,17 @@ func (c *Config) validate() (endpoint, error) {
 	return ep, nil
 }
 
+// Check validates cfg as New would, reading its TLS files, without
+// connecting or starting anything, so that a caller can check every
+// exporter before it starts any.
+func Check(cfg Config) error {
+	if _, err := cfg.validate(); err != nil {
+		return err
+	}
+	_, err := tlsConfig(cfg.TLS)
+	return err
+}
+
 // tlsConfig builds the client TLS configuration from the options.
 func tlsConfig(c *TLSConfig) (*tls.Config, error) {
 	tc, err := c.Build()

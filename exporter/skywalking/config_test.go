@@ -78,6 +78,9 @@ func TestNewInvalid(t *testing.T) {
 			if !strings.Contains(err.Error(), tt.want) {
 				t.Errorf("New error = %q, want it to contain %q", err, tt.want)
 			}
+			if cerr := Check(cfg); cerr == nil || cerr.Error() != err.Error() {
+				t.Errorf("Check error = %v, want New's %q", cerr, err)
+			}
 		})
 	}
 }

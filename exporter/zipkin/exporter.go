@@ -53,16 +53,38 @@ type Exporter struct {
 
 var _ exporter.Exporter = (*Exporter)(nil)
 
-// New validates cfg and returns an Exporter.
-func New(cfg Config) (*Exporter, error) {
+// Check validates cfg as New would, reading its TLS files, without
+// building a client, so that a caller can check every exporter before it
+// starts any.
+func Check(cfg Config) error {
+	_, err := check(cfg)
+	return err
+}
+
+// check validates cfg and returns the parsed URL.
+func check(cfg Config) (*url.URL, error) {
 	u, err := url.Parse(cfg.URL)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.Opaque != "" {
 		return nil, fmt.Errorf("zipkin url must be an absolute http(s) URL, got %q", httpexport.Redact(cfg.URL))
 	}
-	hdr, host, err := httpexport.Headers("zipkin", cfg.Headers)
+	if _, _, err := httpexport.Headers("zipkin", cfg.Headers); err != nil {
+		return nil, err
+	}
+	if cfg.Client == nil {
+		if _, err := cfg.TLS.Build(); err != nil {
+			return nil, fmt.Errorf("zipkin %w", err)
+		}
+	}
+	return u, nil
+}
+
+// New validates cfg and returns an Exporter.
+func New(cfg Config) (*Exporter, error) {
+	u, err := check(cfg)
 	if err != nil {
 		return nil, err
 	}
+	hdr, host, _ := httpexport.Headers("zipkin", cfg.Headers)
 	e := &Exporter{url: u.String(), header: hdr, host: host}
 	e.gz = httpexport.Prepare(e.header, "application/json", "", cfg.Gzip)
 	e.client = cfg.Client

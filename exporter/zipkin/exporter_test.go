@@ -76,12 +76,16 @@ func TestNewInvalid(t *testing.T) {
 		{"empty header name", Config{URL: "http://zipkin/", Headers: map[string]string{"": "1"}}, `zipkin header name ""`},
 		{"header value with newline", Config{URL: "http://zipkin/", Headers: map[string]string{"X-Token": "a\r\nX-Evil: 1"}},
 			`zipkin header "X-Token"`},
+		{"missing ca", Config{URL: "https://zipkin/", TLS: &exporter.TLSConfig{CA: "/nonexistent/ca.pem"}}, "zipkin tls ca: open /nonexistent/ca.pem"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			_, err := New(tt.cfg)
 			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
 				t.Fatalf("New error %v, want one containing %q", err, tt.wantErr)
+			}
+			if cerr := Check(tt.cfg); cerr == nil || cerr.Error() != err.Error() {
+				t.Errorf("Check error = %v, want New's %q", cerr, err)
 			}
 		})
 	}

@@ -1,0 +1,76 @@
+package caddymodule
+
+import (
+	"context"
+	"net/http"
+	"net/http/httptrace"
+	"net/textproto"
+	"testing"
+
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+)
+
+// attemptLike stands in for one reverse_proxy attempt on a kept-alive
+// connection, without the network: it derives the attempt's request the way
+// reverse_proxy does (a context value and its own ClientTrace composed over
+// the request's), then fires the hooks net/http's transport fires on a reused
+// connection, in its order, before answering as upstreamLike does. It runs
+// the same on a handler with no client trace of its own, so the difference
+// between two handlers is the cost of their tracing of the attempt alone.
+var attemptLike = caddyhttp.HandlerFunc(func(w http.ResponseWriter, r *http.Request) error {
+	trace := &httptrace.ClientTrace{
+		Got1xxResponse: func(int, textproto.MIMEHeader) error { return nil },
+	}
+	ctx := context.WithValue(r.Context(), attemptBenchKey{}, "dial info")
+	req := r.WithContext(httptrace.WithClientTrace(ctx, trace))
+	t := httptrace.ContextClientTrace(req.Context())
+	if t.GetConn != nil {
+		t.GetConn("127.0.0.1:9000")
+	}
+	if t.GotConn != nil {
+		t.GotConn(httptrace.GotConnInfo{Reused: true, WasIdle: true})
+	}
+	if t.WroteHeaders != nil {
+		t.WroteHeaders()
+	}
+	if t.WroteRequest != nil {
+		t.WroteRequest(httptrace.WroteRequestInfo{})
+	}
+	if t.GotFirstResponseByte != nil {
+		t.GotFirstResponseByte()
+	}
+	return upstreamLike.ServeHTTP(w, req)
+})
+
+// attemptBenchKey is the key of attemptLike's stand-in for reverse_proxy's
+// dial info.
+type attemptBenchKey struct{}
+
+// BenchmarkHandlerAttempt is the sampled handler in front of one upstream
+// attempt on a reused connection (attemptLike). The file compiles unchanged
+// in a tree before per-attempt tracing, so both trees can be measured in
+// one run (BENCHMARKS.md).
+func BenchmarkHandlerAttempt(b *testing.B) {
+	for _, c := range []struct{ name, js, traceparent string }{
+		{"sampled/w3c+b3", `{}`, benchTraceparent},
+		{"sampled/new-root", `{}`, ""},
+		{"unsampled", `{"sample_ratio":0}`, ""},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			mw := ourHandler(b, c.js)
+			base := newBenchRequest(c.traceparent)
+			w := &nopWriter{h: make(http.Header, 8)}
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				ctx := context.WithValue(base.Context(), caddyhttp.VarsCtxKey, map[string]any{caddyhttp.ClientIPVarKey: "192.0.2.10"})
+				ctx = context.WithValue(ctx, caddyhttp.ExtraLogFieldsCtxKey, new(caddyhttp.ExtraLogFields))
+				r := base.Clone(ctx)
+				clear(w.h)
+				if err := mw.ServeHTTP(w, r, attemptLike); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
