@@ -66,7 +66,7 @@ def no_proxy(host):
 class Outbound:
     """Makes the app's outbound calls, with or without kept connections."""
 
-    def __init__(self, upstream, keepalive, shared):
+    def __init__(self, upstream, keepalive, shared, timeout):
         u = urllib.parse.urlsplit(upstream)
         if u.scheme != "http" or not u.hostname:
             raise SystemExit("--upstream must be http://host[:port], got %r" % upstream)
@@ -79,6 +79,7 @@ class Outbound:
             self.target = (p.hostname, p.port or 80)
             self.proxied = True
         self.keepalive = keepalive
+        self.timeout = timeout
         # A shared pool (thread model) or one connection per process.
         self.pool = queue.LifoQueue() if shared else None
         self.conn = None
@@ -99,7 +100,7 @@ class Outbound:
             self.conn = c
 
     def _new(self):
-        return http.client.HTTPConnection(self.target[0], self.target[1], timeout=15)
+        return http.client.HTTPConnection(self.target[0], self.target[1], timeout=self.timeout)
 
     def call(self, path, headers):
         """GET path on the upstream; returns the status."""
@@ -203,7 +204,7 @@ def prefork_worker(sock, opts, parent):
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     threading.Thread(target=parent_watch, args=(parent,), daemon=True).start()
     # Kept connections are per process: created after the fork.
-    outbound = Outbound(opts.upstream, opts.keepalive, shared=False)
+    outbound = Outbound(opts.upstream, opts.keepalive, shared=False, timeout=opts.call_timeout)
     handler = make_handler(opts, outbound)
 
     class Server:
@@ -261,6 +262,7 @@ def main():
     ap.add_argument("--calls", type=int, default=2, help="outbound calls per request (?calls= overrides)")
     ap.add_argument("--pause-ms", type=float, default=0, help="pause between a request's calls")
     ap.add_argument("--keepalive", action="store_true", help="keep and reuse outbound connections")
+    ap.add_argument("--call-timeout", type=float, default=15, help="seconds an outbound call may take")
     ap.add_argument("--forward-request-id", action="store_true", help="copy the inbound request id onto calls")
     ap.add_argument("--request-id-header", default="X-Request-ID")
     ap.add_argument("--until-stdin-closes", action="store_true", help="also exit when stdin closes")
@@ -307,7 +309,7 @@ def main():
     cls = http.server.ThreadingHTTPServer if opts.model == "thread" else http.server.HTTPServer
     cls.request_queue_size = 256
     cls.daemon_threads = True
-    outbound = Outbound(opts.upstream, opts.keepalive, shared=opts.model == "thread")
+    outbound = Outbound(opts.upstream, opts.keepalive, shared=opts.model == "thread", timeout=opts.call_timeout)
     server = cls(addr, make_handler(opts, outbound))
     threading.Thread(target=server.serve_forever, daemon=True).start()
     announce(server.server_address, [])

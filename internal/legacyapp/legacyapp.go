@@ -64,6 +64,8 @@ type Config struct {
 	Pause time.Duration
 	// KeepAlive keeps and reuses outbound connections.
 	KeepAlive bool
+	// CallTimeout bounds each outbound call (default 15s).
+	CallTimeout time.Duration
 	// ForwardRequestID copies the inbound request id header onto the calls.
 	ForwardRequestID bool
 	// RequestIDHeader is that header (default X-Request-ID).
@@ -117,6 +119,9 @@ func Start(t testing.TB, cfg Config) *App {
 	}
 	if cfg.KeepAlive {
 		args = append(args, "--keepalive")
+	}
+	if cfg.CallTimeout > 0 {
+		args = append(args, "--call-timeout", strconv.FormatFloat(cfg.CallTimeout.Seconds(), 'f', -1, 64))
 	}
 	if cfg.ForwardRequestID {
 		args = append(args, "--forward-request-id")

@@ -13,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/tracingproxy/tracingproxy/internal/testutil"
 )
 
 // call is one outbound call the target received.
@@ -261,6 +263,40 @@ func TestHTTPProxy(t *testing.T) {
 	}
 }
 
+// TestCallTimeout checks that --call-timeout bounds each outbound call: a
+// target that never answers costs the request that long, and the reply says
+// the call failed, rather than holding a worker for the default 15s.
+func TestCallTimeout(t *testing.T) {
+	release := make(chan struct{})
+	hang := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+	}))
+	t.Cleanup(hang.Close)
+	t.Cleanup(func() { close(release) })
+	const timeout = 300 * time.Millisecond
+	app := Start(t, Config{Model: Single, Upstream: hang.URL, Calls: 1, CallTimeout: timeout})
+	start := time.Now()
+	res, err := (&http.Client{Timeout: 10 * time.Second}).Get(app.URL() + "/work?gt=g0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	took := time.Since(start)
+	var r Reply
+	if err := json.NewDecoder(res.Body).Decode(&r); err != nil {
+		t.Fatal(err)
+	}
+	if res.StatusCode != http.StatusBadGateway || len(r.Errors) != 1 || !strings.Contains(r.Errors[0], "timed out") {
+		t.Errorf("status %d, reply %+v: want 502 and the call's timeout", res.StatusCode, r)
+	}
+	if took < timeout || took > 5*time.Second {
+		t.Errorf("the request took %s with a %s call timeout", took, timeout)
+	}
+}
+
 // TestStops checks that the app never outlives its starter: its workers end
 // when the parent is killed, it stops on SIGTERM (as a container's main
 // process must), and nothing is left once its test ends.
@@ -268,15 +304,9 @@ func TestStops(t *testing.T) {
 	var pids []int
 	waitGone := func(t *testing.T, pids []int, within time.Duration) {
 		t.Helper()
-		deadline := time.Now().Add(within)
-		for _, pid := range pids {
-			for alive(pid) {
-				if time.Now().After(deadline) {
-					t.Fatalf("process %d still runs", pid)
-				}
-				time.Sleep(10 * time.Millisecond)
-			}
-		}
+		testutil.Eventually(t, within, fmt.Sprintf("processes %v to end", pids), func() bool {
+			return !slices.ContainsFunc(pids, alive)
+		})
 	}
 	t.Run("parent killed", func(t *testing.T) {
 		app := Start(t, Config{Model: Prefork, Workers: 3, Upstream: "http://127.0.0.1:1"})
