@@ -29,12 +29,14 @@ process in prefork and single, a shared pool in thread (so one connection
 serves calls of different inbound requests over its life).
 
 Outbound calls go to --upstream directly or, when HTTP_PROXY (or
-http_proxy) is set, through that forward proxy in absolute form, as clients
-that honour HTTP_PROXY do.
+http_proxy) is set and NO_PROXY (no_proxy) does not name the upstream's
+host, through that forward proxy in absolute form, as clients that honour
+HTTP_PROXY do.
 
 Standard library only. It prints one JSON line on stdout when it accepts
 connections ({"listen": "127.0.0.1:port", "pid": n, "workers": [...]}) and
-exits when stdin closes, so it never outlives the process that started it.
+runs until SIGTERM or SIGINT; with --until-stdin-closes it also exits when
+stdin closes, so a test's app never outlives the test.
 """
 
 import argparse
@@ -51,10 +53,20 @@ import time
 import urllib.parse
 
 
+def no_proxy(host):
+    """Reports whether NO_PROXY exempts host: a listed name, a domain
+    suffix (.example.com or example.com), or *."""
+    for entry in (os.environ.get("NO_PROXY") or os.environ.get("no_proxy") or "").split(","):
+        entry = entry.strip().lower().lstrip(".")
+        if entry == "*" or (entry and (host == entry or host.endswith("." + entry))):
+            return True
+    return False
+
+
 class Outbound:
     """Makes the app's outbound calls, with or without kept connections."""
 
-    def __init__(self, upstream, keepalive, shared):
+    def __init__(self, upstream, keepalive, shared, timeout):
         u = urllib.parse.urlsplit(upstream)
         if u.scheme != "http" or not u.hostname:
             raise SystemExit("--upstream must be http://host[:port], got %r" % upstream)
@@ -62,11 +74,12 @@ class Outbound:
         self.target = (u.hostname, u.port or 80)
         proxy = os.environ.get("HTTP_PROXY") or os.environ.get("http_proxy")
         self.proxied = False
-        if proxy:
+        if proxy and not no_proxy(u.hostname):
             p = urllib.parse.urlsplit(proxy if "//" in proxy else "http://" + proxy)
             self.target = (p.hostname, p.port or 80)
             self.proxied = True
         self.keepalive = keepalive
+        self.timeout = timeout
         # A shared pool (thread model) or one connection per process.
         self.pool = queue.LifoQueue() if shared else None
         self.conn = None
@@ -87,7 +100,7 @@ class Outbound:
             self.conn = c
 
     def _new(self):
-        return http.client.HTTPConnection(self.target[0], self.target[1], timeout=15)
+        return http.client.HTTPConnection(self.target[0], self.target[1], timeout=self.timeout)
 
     def call(self, path, headers):
         """GET path on the upstream; returns the status."""
@@ -191,7 +204,7 @@ def prefork_worker(sock, opts, parent):
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     threading.Thread(target=parent_watch, args=(parent,), daemon=True).start()
     # Kept connections are per process: created after the fork.
-    outbound = Outbound(opts.upstream, opts.keepalive, shared=False)
+    outbound = Outbound(opts.upstream, opts.keepalive, shared=False, timeout=opts.call_timeout)
     handler = make_handler(opts, outbound)
 
     class Server:
@@ -216,12 +229,27 @@ def announce(addr, workers):
     print(json.dumps({"listen": "%s:%d" % addr[:2], "pid": os.getpid(), "workers": workers}), flush=True)
 
 
-def wait_stdin():
-    """Returns when stdin reaches end of file (the starter is gone)."""
+class Stop(Exception):
+    pass
+
+
+def stop(signum, frame):
+    raise Stop()
+
+
+def wait(opts):
+    """Returns on SIGTERM or SIGINT or, with --until-stdin-closes, when
+    stdin reaches end of file (the starter is gone)."""
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
     try:
-        while sys.stdin.buffer.read(4096):
-            pass
-    except (OSError, ValueError):
+        if opts.until_stdin_closes:
+            while sys.stdin.buffer.read(4096):
+                pass
+        else:
+            while True:
+                signal.pause()
+    except (Stop, OSError, ValueError):
         pass
 
 
@@ -234,8 +262,10 @@ def main():
     ap.add_argument("--calls", type=int, default=2, help="outbound calls per request (?calls= overrides)")
     ap.add_argument("--pause-ms", type=float, default=0, help="pause between a request's calls")
     ap.add_argument("--keepalive", action="store_true", help="keep and reuse outbound connections")
+    ap.add_argument("--call-timeout", type=float, default=15, help="seconds an outbound call may take")
     ap.add_argument("--forward-request-id", action="store_true", help="copy the inbound request id onto calls")
     ap.add_argument("--request-id-header", default="X-Request-ID")
+    ap.add_argument("--until-stdin-closes", action="store_true", help="also exit when stdin closes")
     ap.add_argument("--verbose", action="store_true", help="log requests on stderr")
     opts = ap.parse_args()
 
@@ -262,7 +292,7 @@ def main():
         sock.close()
         announce(bound, workers)
         try:
-            wait_stdin()
+            wait(opts)
         finally:
             for pid in workers:
                 try:
@@ -279,11 +309,11 @@ def main():
     cls = http.server.ThreadingHTTPServer if opts.model == "thread" else http.server.HTTPServer
     cls.request_queue_size = 256
     cls.daemon_threads = True
-    outbound = Outbound(opts.upstream, opts.keepalive, shared=opts.model == "thread")
+    outbound = Outbound(opts.upstream, opts.keepalive, shared=opts.model == "thread", timeout=opts.call_timeout)
     server = cls(addr, make_handler(opts, outbound))
     threading.Thread(target=server.serve_forever, daemon=True).start()
     announce(server.server_address, [])
-    wait_stdin()
+    wait(opts)
 
 
 if __name__ == "__main__":

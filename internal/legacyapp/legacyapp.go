@@ -55,6 +55,8 @@ type Config struct {
 	// HTTPProxy, when set, is given to the app as HTTP_PROXY: its calls to
 	// Upstream then go through that forward proxy.
 	HTTPProxy string
+	// NoProxy is given as NO_PROXY: hosts called directly despite HTTPProxy.
+	NoProxy string
 	// Calls is the number of outbound calls per request (default 2); a
 	// request's ?calls= overrides it.
 	Calls int
@@ -62,6 +64,8 @@ type Config struct {
 	Pause time.Duration
 	// KeepAlive keeps and reuses outbound connections.
 	KeepAlive bool
+	// CallTimeout bounds each outbound call (default 15s).
+	CallTimeout time.Duration
 	// ForwardRequestID copies the inbound request id header onto the calls.
 	ForwardRequestID bool
 	// RequestIDHeader is that header (default X-Request-ID).
@@ -103,7 +107,7 @@ func Start(t testing.TB, cfg Config) *App {
 	if err := os.WriteFile(script, Script, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	args := []string{script, "--model", string(cfg.Model), "--listen", "127.0.0.1:0", "--upstream", cfg.Upstream}
+	args := []string{script, "--model", string(cfg.Model), "--listen", "127.0.0.1:0", "--upstream", cfg.Upstream, "--until-stdin-closes"}
 	if cfg.Workers > 0 {
 		args = append(args, "--workers", strconv.Itoa(cfg.Workers))
 	}
@@ -116,6 +120,9 @@ func Start(t testing.TB, cfg Config) *App {
 	if cfg.KeepAlive {
 		args = append(args, "--keepalive")
 	}
+	if cfg.CallTimeout > 0 {
+		args = append(args, "--call-timeout", strconv.FormatFloat(cfg.CallTimeout.Seconds(), 'f', -1, 64))
+	}
 	if cfg.ForwardRequestID {
 		args = append(args, "--forward-request-id")
 	}
@@ -123,10 +130,10 @@ func Start(t testing.TB, cfg Config) *App {
 		args = append(args, "--request-id-header", cfg.RequestIDHeader)
 	}
 	cmd := exec.Command(py, args...)
-	cmd.Env = append(os.Environ(), "PYTHONUNBUFFERED=1", "HTTP_PROXY=", "http_proxy=")
-	if cfg.HTTPProxy != "" {
-		cmd.Env = append(cmd.Env, "HTTP_PROXY="+cfg.HTTPProxy)
-	}
+	// The test's own proxy settings stay out; exec keeps the last value of
+	// a repeated variable.
+	cmd.Env = append(os.Environ(), "PYTHONUNBUFFERED=1", "HTTP_PROXY=", "http_proxy=", "NO_PROXY=", "no_proxy=",
+		"HTTP_PROXY="+cfg.HTTPProxy, "NO_PROXY="+cfg.NoProxy)
 	cmd.Stderr = os.Stderr
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	stdin, err := cmd.StdinPipe()

@@ -13,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/tracingproxy/tracingproxy/internal/testutil"
 )
 
 // call is one outbound call the target received.
@@ -207,21 +209,104 @@ func TestLegacyApp(t *testing.T) {
 	}
 }
 
+// TestHTTPProxy checks that the app honours HTTP_PROXY as clients do: calls
+// go to the forward proxy in absolute form, except to hosts NO_PROXY names.
+func TestHTTPProxy(t *testing.T) {
+	var (
+		mu   sync.Mutex
+		uris []string
+	)
+	proxy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		uris = append(uris, r.RequestURI)
+		mu.Unlock()
+	}))
+	t.Cleanup(proxy.Close)
+	tg := newTarget(t)
+	cases := []struct {
+		name, upstream, noProxy string
+		viaProxy                bool
+	}{
+		{"through the proxy", "http://payments.invalid:8080", "", true},
+		{"NO_PROXY names the host", tg.URL, "localhost,127.0.0.1", false},
+		{"NO_PROXY names a parent domain", "http://payments.internal.example", ".example", false},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			mu.Lock()
+			uris = nil
+			mu.Unlock()
+			tg.mu.Lock()
+			tg.calls = nil
+			tg.mu.Unlock()
+			app := Start(t, Config{Model: Single, Upstream: tc.upstream, HTTPProxy: proxy.URL, NoProxy: tc.noProxy, Calls: 1})
+			res, err := http.Get(app.URL() + "/work?gt=g0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			res.Body.Close()
+			mu.Lock()
+			got := uris
+			mu.Unlock()
+			tg.mu.Lock()
+			direct := len(tg.calls)
+			tg.mu.Unlock()
+			switch {
+			case tc.viaProxy && (len(got) != 1 || got[0] != tc.upstream+"/pay/g0/0?gt=g0&i=0"):
+				t.Errorf("the proxy received %q, want the call in absolute form", got)
+			case !tc.viaProxy && len(got) != 0:
+				t.Errorf("the proxy received %q, want none", got)
+			case tc.upstream == tg.URL && direct != 1:
+				t.Errorf("the target received %d calls directly, want 1", direct)
+			}
+		})
+	}
+}
+
+// TestCallTimeout checks that --call-timeout bounds each outbound call: a
+// target that never answers costs the request that long, and the reply says
+// the call failed, rather than holding a worker for the default 15s.
+func TestCallTimeout(t *testing.T) {
+	release := make(chan struct{})
+	hang := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+	}))
+	t.Cleanup(hang.Close)
+	t.Cleanup(func() { close(release) })
+	const timeout = 300 * time.Millisecond
+	app := Start(t, Config{Model: Single, Upstream: hang.URL, Calls: 1, CallTimeout: timeout})
+	start := time.Now()
+	res, err := (&http.Client{Timeout: 10 * time.Second}).Get(app.URL() + "/work?gt=g0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	took := time.Since(start)
+	var r Reply
+	if err := json.NewDecoder(res.Body).Decode(&r); err != nil {
+		t.Fatal(err)
+	}
+	if res.StatusCode != http.StatusBadGateway || len(r.Errors) != 1 || !strings.Contains(r.Errors[0], "timed out") {
+		t.Errorf("status %d, reply %+v: want 502 and the call's timeout", res.StatusCode, r)
+	}
+	if took < timeout || took > 5*time.Second {
+		t.Errorf("the request took %s with a %s call timeout", took, timeout)
+	}
+}
+
 // TestStops checks that the app never outlives its starter: its workers end
-// when the parent is killed, and nothing is left once its test ends.
+// when the parent is killed, it stops on SIGTERM (as a container's main
+// process must), and nothing is left once its test ends.
 func TestStops(t *testing.T) {
 	var pids []int
 	waitGone := func(t *testing.T, pids []int, within time.Duration) {
 		t.Helper()
-		deadline := time.Now().Add(within)
-		for _, pid := range pids {
-			for alive(pid) {
-				if time.Now().After(deadline) {
-					t.Fatalf("process %d still runs", pid)
-				}
-				time.Sleep(10 * time.Millisecond)
-			}
-		}
+		testutil.Eventually(t, within, fmt.Sprintf("processes %v to end", pids), func() bool {
+			return !slices.ContainsFunc(pids, alive)
+		})
 	}
 	t.Run("parent killed", func(t *testing.T) {
 		app := Start(t, Config{Model: Prefork, Workers: 3, Upstream: "http://127.0.0.1:1"})
@@ -235,6 +320,13 @@ func TestStops(t *testing.T) {
 			t.Fatal(err)
 		}
 		waitGone(t, app.Workers, 2*time.Second)
+	})
+	t.Run("SIGTERM", func(t *testing.T) {
+		app := Start(t, Config{Model: Prefork, Workers: 2, Upstream: "http://127.0.0.1:1"})
+		if err := syscall.Kill(app.PID, syscall.SIGTERM); err != nil {
+			t.Fatal(err)
+		}
+		waitGone(t, append([]int{app.PID}, app.Workers...), 2*time.Second)
 	})
 	t.Run("stdin closed", func(t *testing.T) {
 		app := Start(t, Config{Model: Thread, Upstream: "http://127.0.0.1:1"})
