@@ -87,6 +87,9 @@ type attemptLog struct {
 	trace, net httptrace.ClientTrace
 	hooks      context.Context // carries trace
 	netHooks   context.Context // carries net
+	// stitch, when set, is told the connection of each attempt (egress
+	// stitching's method process).
+	stitch *stitchHop
 }
 
 func (l *attemptLog) init() {
@@ -172,6 +175,9 @@ func (l *attemptLog) gotConn(info httptrace.GotConnInfo) {
 		a.gotConn, a.reused = true, info.Reused
 		// A failed address before one that connected.
 		a.dialErr, a.end = nil, time.Time{}
+		if l.stitch != nil {
+			l.stitch.gotConn(info)
+		}
 	}
 }
 

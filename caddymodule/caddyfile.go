@@ -114,7 +114,22 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //			max_bytes  <n>                   # default 64 MiB
 //		}
 //		# no exporter line: memory and log
+//		stitch [<method...>] {               # on the service's ingress handler: its outbound calls join its traces
+//			methods <method...>              # tried in order; default: header request_id process sole_inflight
+//			request_id_header <name>         # default X-Request-ID (added when absent, with request_id)
+//			max_ids      <n>                 # ended requests' ids kept; default 65536
+//			id_ttl       <duration>          # how long they are kept; default 5m
+//			max_inflight <n>                 # in-flight requests tracked; default 65536
+//		}
+//		egress {                             # on an egress listener's handler, before reverse_proxy to the real target
+//			allow_clients <addr-or-cidr...> | private_ranges | all   # default: loopback only
+//		}
 //	}
+//
+// An egress handler traces the outbound calls of the service named by its
+// service_name, whose ingress handler (with stitch) is in the same
+// configuration: one Caddyfile holds the service's ingress site and one
+// site per egress listener.
 //
 // Formats: w3c, b3 (multi-header), b3single, sw8, sw6, jaeger, ot, xray,
 // datadog, baggage (W3C baggage, merged across jaeger and ot baggage),
@@ -282,8 +297,20 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return err
 			}
 			h.Exporters = append(h.Exporters, ec)
+		case "stitch":
+			sc, err := parseStitch(d)
+			if err != nil {
+				return err
+			}
+			h.Stitch = sc
+		case "egress":
+			ec, err := parseEgress(d)
+			if err != nil {
+				return err
+			}
+			h.Egress = ec
 		default:
-			return d.Errf("unknown tracingproxy option %q (allowed: service_name, instance, propagation, sample_ratio, sampler, response_headers, upstream_address, record_query, record_request_headers, record_response_headers, max_tag_length, exporter)", opt)
+			return d.Errf("unknown tracingproxy option %q (allowed: service_name, instance, propagation, sample_ratio, sampler, response_headers, upstream_address, record_query, record_request_headers, record_response_headers, max_tag_length, span_name, route, exporter, stitch, egress)", opt)
 		}
 	}
 	return nil

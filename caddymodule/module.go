@@ -95,6 +95,15 @@ type Handler struct {
 	// Default: one log exporter.
 	Exporters []*ExporterConfig `json:"exporters,omitempty"`
 
+	// Stitch, on the handler in front of a service, registers its inbound
+	// requests so that the service's outbound calls, through its egress
+	// listeners, join their traces. Default: off.
+	Stitch *Stitch `json:"stitch,omitempty"`
+	// Egress makes this handler an egress listener's: it traces the
+	// outbound calls of the service named by service_name (see Stitch).
+	// Default: off (the handler traces inbound requests).
+	Egress *Egress `json:"egress,omitempty"`
+
 	prop     *propagation
 	sampler  sampler.Sampler
 	keep     keepPolicy
@@ -109,6 +118,10 @@ type Handler struct {
 	routes   []routePattern  // compiled RoutePatterns
 	reqTags  []headerTag     // recorded request headers
 	respTags []headerTag     // recorded response headers
+	// stitchReg is the service's attribution state (ingress with Stitch);
+	// egressSvc the service an egress handler reads it from.
+	stitchReg *pooledRegistry
+	egressSvc *stitchService
 }
 
 // headerTag is a header recorded as a span tag.
@@ -265,7 +278,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		}
 		h.queues = append(h.queues, pq)
 	}
-	return nil
+	return h.provisionStitch(ctx)
 }
 
 // Validate checks the configuration; errors name the option at fault.
@@ -301,6 +314,9 @@ func (h *Handler) Cleanup() error {
 		}
 	}
 	var errs []error
+	if err := h.cleanupStitch(); err != nil {
+		errs = append(errs, err)
+	}
 	for _, pq := range h.queues {
 		if err := pq.release(); err != nil {
 			errs = append(errs, err)
@@ -311,6 +327,9 @@ func (h *Handler) Cleanup() error {
 
 // ServeHTTP implements caddyhttp.MiddlewareHandler.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
+	if h.Egress != nil {
+		return h.serveEgress(w, r, next)
+	}
 	return h.serve(w, r, next)
 }
 

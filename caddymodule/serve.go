@@ -44,6 +44,7 @@ type reqState struct {
 	wr     headers.Writer
 	params sampler.Params
 	att    attemptLog
+	stitch stitchHop // egress stitching, when the service stitches
 }
 
 var statePool = sync.Pool{New: func() any {
@@ -57,7 +58,12 @@ var statePool = sync.Pool{New: func() any {
 func (h *Handler) serve(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
 	start := now()
 	st := statePool.Get().(*reqState)
+	var rid string
+	if h.stitchReg != nil {
+		rid = h.stitchRequestID(r)
+	}
 	defer func() {
+		st.stitchEnd()
 		// The writer is large and its values are only read below n: a
 		// reset of n is enough.
 		st.in, st.hop, st.params = headers.Result{}, hop{}, sampler.Params{}
@@ -126,6 +132,9 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, next caddyhttp.H
 	told := h.setResponseHeaders(w, t)
 	*ids = traceIDs{trace: t.out.TraceID, span: t.serverID}
 	annotate(r, ids)
+	if h.stitchReg != nil {
+		r = h.stitchBegin(r, st, t, b, rid)
+	}
 
 	if !watch {
 		if !told {
@@ -195,15 +204,15 @@ func (h *Handler) finish(b *recordBuf, r *http.Request, t *hop, sr *statusRecord
 		reason := h.keep.keep(status, end.Sub(start))
 		if reason == "" {
 			h.metrics.countDecision(t.decision)
+			if b.egress != nil {
+				b.egress.settle(nil, nil)
+			}
 			return
 		}
 		t.decision = sampler.Decision{Sample: true, Reason: reason}
 	}
 	h.metrics.countDecision(t.decision)
-	rec := h.record(b, r, t, sr, err, start, callStart, end)
-	for _, q := range h.queues {
-		q.q.Enqueue(rec)
-	}
+	h.enqueue(b, h.record(b, r, t, sr, err, start, callStart, end))
 }
 
 // spanName is the operation name: span_name with r's placeholders

@@ -95,7 +95,10 @@ type Record struct {
 	TraceState string
 	// Scheme is the scheme of the request into the proxy: http or https.
 	Scheme string
-	// Server is the SERVER span.
+	// Server is the SERVER span. In the record of an egress call that
+	// joined no in-flight inbound request it is that call's CLIENT span
+	// (Kind says which), the record's only span; its ParentID is then
+	// the span it continues, zero for a new trace.
 	Server Span
 	// Clients are the CLIENT spans, one per upstream attempt, then any
 	// local span (KindLocal) of the proxy's own, children of the SERVER

@@ -29,6 +29,10 @@ const (
 	TagConnectionReused = "network.connection.reused" // "true" when the attempt reused a kept-alive connection
 	TagGRPCStatusCode   = "grpc.status_code"          // a gRPC call's grpc-status (Brave's name)
 
+	// Tags of an egress call of a stitched service (CLIENT span).
+	TagStitch           = "tracingproxy.stitch"            // the attribution method that matched: header, request_id, process, sole_inflight, none
+	TagStitchCandidates = "tracingproxy.stitch.candidates" // with none: the span ids of the inbound requests in flight, comma-separated
+
 	// Tags of a relayed upgraded connection (the local session span).
 	TagSessionBytesFromClient = "session.bytes_from_client" // bytes the client sent over the session
 	TagSessionBytesToClient   = "session.bytes_to_client"   // bytes sent to the client over the session

@@ -27,6 +27,8 @@ func TestTagKeys(t *testing.T) {
 		{TagErrorType, "error.type"},
 		{TagConnectionReused, "network.connection.reused"},
 		{TagGRPCStatusCode, "grpc.status_code"},
+		{TagStitch, "tracingproxy.stitch"},
+		{TagStitchCandidates, "tracingproxy.stitch.candidates"},
 		{TagSessionBytesFromClient, "session.bytes_from_client"},
 		{TagSessionBytesToClient, "session.bytes_to_client"},
 		{TagSessionClosedBy, "session.closed_by"},

@@ -19,7 +19,7 @@ import (
 func init() {
 	caddycmd.RegisterCommand(caddycmd.Command{
 		Name:  "proxy",
-		Usage: "--from <addr> --to <upstream> [--service <name>] [--zipkin <url>] [--skywalking <url>] [--otlp <url>] [--kafka <host:port,...> [--kafka-topic <topic>] [--kafka-encoding zipkin_json|skywalking|otlp_proto]] [--sample <0..1>] [--extract w3c,b3] [--inject w3c,b3] [--response-headers] [--ui <addr>|off] [--admin <addr>] [--print-config] [--debug]",
+		Usage: "--from <addr> --to <upstream> [--service <name>] [--zipkin <url>] [--skywalking <url>] [--otlp <url>] [--kafka <host:port,...> [--kafka-topic <topic>] [--kafka-encoding zipkin_json|skywalking|otlp_proto]] [--sample <0..1>] [--extract w3c,b3] [--inject w3c,b3] [--response-headers] [--egress <listen>=<url>]... [--stitch <methods>] [--request-id-header <name>] [--ui <addr>|off] [--admin <addr>] [--print-config] [--debug]",
 		Short: "Trace an HTTP service without touching it",
 		Long: `
 Serves plain HTTP on --from and proxies every request to --to, tracing each
@@ -32,6 +32,13 @@ Collectors read. With none,
 spans are kept in memory and shown by a waterfall UI (and Zipkin's query
 API) on --ui, by default http://127.0.0.1:9412/, and written to the log on
 stderr.
+
+Egress: each --egress 127.0.0.1:9001=http://payments.internal:8080 opens a
+listener (loopback clients only) the service calls instead of its real
+upstream; each call is attributed to the inbound request that made it
+(--stitch, default "header request_id process sole_inflight"), recorded as
+a CLIENT span of the service in that request's trace, and forwarded to the
+URL (https: TLS is originated here) with trace headers naming that span.
 
 No automatic HTTPS; no admin endpoint unless --admin is given. --print-config
 prints the equivalent Caddyfile and exits: a starting point for a real
@@ -51,6 +58,9 @@ deployment.
 			cmd.Flags().String("extract", "", "Formats read, in precedence order, comma-separated (default w3c,b3,sw8)")
 			cmd.Flags().String("inject", "", "Formats written upstream, comma-separated (default w3c,b3; w3c,b3,sw8 with --skywalking)")
 			cmd.Flags().Bool("response-headers", false, "Tell clients their trace: Server-Timing and X-Trace-Id")
+			cmd.Flags().StringArray("egress", nil, "Egress listener LISTEN=URL (repeatable), e.g. 127.0.0.1:9001=http://payments.internal:8080")
+			cmd.Flags().String("stitch", "", "Attribution methods of egress calls, in order, space- or comma-separated (default \"header request_id process sole_inflight\")")
+			cmd.Flags().String("request-id-header", "", "Correlation header of stitch method request_id (default X-Request-ID)")
 			cmd.Flags().String("ui", "", "Serve the trace UI and Zipkin's query API here (default "+defaultUI+" when no exporter is given; off to disable)")
 			cmd.Flags().String("admin", "", "Serve Caddy's admin API (and /metrics) on this address")
 			cmd.Flags().Bool("print-config", false, "Print the equivalent Caddyfile and exit")
@@ -68,6 +78,10 @@ type proxyOptions struct {
 	ui                     string
 	responseHeaders, debug bool
 	kafka                  kafkaFlags
+	// egress are the --egress LISTEN=URL values; stitch and requestIDHeader
+	// the attribution options.
+	egress                  []string
+	stitch, requestIDHeader string
 }
 
 // defaultUI is where the trace UI listens when no exporter is given.
@@ -111,8 +125,10 @@ func cmdProxy(fs caddycmd.Flags) (int, error) {
 		zipkin: fs.String("zipkin"), skywalking: fs.String("skywalking"), otlp: fs.String("otlp"), sample: fs.String("sample"),
 		extract: fs.String("extract"), inject: fs.String("inject"), admin: fs.String("admin"),
 		responseHeaders: fs.Bool("response-headers"), debug: fs.Bool("debug"), ui: fs.String("ui"),
-		kafka: kafkaFlags{brokers: fs.String("kafka"), topic: fs.String("kafka-topic"), encoding: fs.String("kafka-encoding")},
+		kafka:  kafkaFlags{brokers: fs.String("kafka"), topic: fs.String("kafka-topic"), encoding: fs.String("kafka-encoding")},
+		stitch: fs.String("stitch"), requestIDHeader: fs.String("request-id-header"),
 	}
+	o.egress, _ = fs.GetStringArray("egress")
 	cf, err := o.caddyfile()
 	if err != nil {
 		return caddy.ExitCodeFailedStartup, err
@@ -182,6 +198,15 @@ func (o *proxyOptions) caddyfile() (string, error) {
 		return "", err
 	}
 
+	egress, err := o.egressListeners(port, uiPort)
+	if err != nil {
+		return "", err
+	}
+	stitchLine, err := o.stitchOption(len(egress) > 0)
+	if err != nil {
+		return "", err
+	}
+
 	var b strings.Builder
 	b.WriteString("{\n")
 	if o.admin != "" {
@@ -199,6 +224,28 @@ func (o *proxyOptions) caddyfile() (string, error) {
 		fmt.Fprintf(&b, "\tbind %s\n", quote(host))
 	}
 	b.WriteString("\ttracingproxy {\n")
+	b.WriteString(o.handlerOptions(o.to, uiPort != ""))
+	b.WriteString(stitchLine)
+	b.WriteString("\t}\n")
+	fmt.Fprintf(&b, "\treverse_proxy %s\n", quote(o.to))
+	b.WriteString("}\n")
+	for _, e := range egress {
+		b.WriteString(o.egressSite(e, uiPort != ""))
+	}
+	if uiPort != "" {
+		fmt.Fprintf(&b, "\n# The trace UI and Zipkin's query API (loopback clients only).\nhttp://:%s {\n", uiPort)
+		if uiHost != "" {
+			fmt.Fprintf(&b, "\tbind %s\n", quote(uiHost))
+		}
+		b.WriteString("\ttracingproxy_ui\n}\n")
+	}
+	return b.String(), nil
+}
+
+// handlerOptions renders the tracingproxy options an ingress and an egress
+// handler share, for calls to upstream to; ui says the trace UI is served.
+func (o *proxyOptions) handlerOptions(to string, ui bool) string {
+	var b strings.Builder
 	if o.service != "" {
 		fmt.Fprintf(&b, "\t\tservice_name %s\n", quote(o.service))
 	}
@@ -226,7 +273,7 @@ func (o *proxyOptions) caddyfile() (string, error) {
 	if o.sample != "" {
 		fmt.Fprintf(&b, "\t\tsample_ratio %s\n", o.sample)
 	}
-	if addr := upstreamHostport(o.to); addr != "" {
+	if addr := upstreamHostport(to); addr != "" {
 		// The address SkyWalking links the upstream by: the one we dial.
 		fmt.Fprintf(&b, "\t\tupstream_address %s\n", quote(addr))
 	}
@@ -243,21 +290,11 @@ func (o *proxyOptions) caddyfile() (string, error) {
 		fmt.Fprintf(&b, "\t\texporter otlp %s\n", quote(o.otlp))
 	}
 	o.kafka.write(&b)
-	if uiPort != "" && o.exporting() {
+	if ui && o.exporting() {
 		// With no exporter line the handler keeps spans in memory anyway.
 		b.WriteString("\t\texporter memory\n")
 	}
-	b.WriteString("\t}\n")
-	fmt.Fprintf(&b, "\treverse_proxy %s\n", quote(o.to))
-	b.WriteString("}\n")
-	if uiPort != "" {
-		fmt.Fprintf(&b, "\n# The trace UI and Zipkin's query API (loopback clients only).\nhttp://:%s {\n", uiPort)
-		if uiHost != "" {
-			fmt.Fprintf(&b, "\tbind %s\n", quote(uiHost))
-		}
-		b.WriteString("\ttracingproxy_ui\n}\n")
-	}
-	return b.String(), nil
+	return b.String()
 }
 
 // upstreamHostport is the host:port dialled for --to, or "" when it is not

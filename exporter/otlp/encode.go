@@ -165,7 +165,7 @@ func appendSpan(dst []byte, r *exporter.Record, s *exporter.Span) []byte {
 // parentOf is the span's parent: the caller's span for the SERVER span
 // (none at a trace's root), the SERVER span for a CLIENT or local span.
 func parentOf(r *exporter.Record, s *exporter.Span) headers.SpanID {
-	if s.Kind != exporter.KindServer && !s.ParentID.IsValid() {
+	if s.Kind != exporter.KindServer && !s.ParentID.IsValid() && s != &r.Server {
 		return r.Server.ID
 	}
 	return s.ParentID

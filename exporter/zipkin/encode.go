@@ -96,7 +96,9 @@ func appendSpan(dst []byte, r *exporter.Record, s *exporter.Span, hex *[32]byte)
 	dst = append(dst, fragID...)
 	dst = s.ID.AppendHex(dst)
 	parent := s.ParentID
-	if s.Kind != exporter.KindServer && !parent.IsValid() {
+	if s.Kind != exporter.KindServer && !parent.IsValid() && s != &r.Server {
+		// A client or local span is the SERVER span's child, unless it
+		// is the record's first span itself (a standalone egress call).
 		parent = r.Server.ID
 	}
 	if parent.IsValid() {
