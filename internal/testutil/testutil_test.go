@@ -1,6 +1,7 @@
 package testutil
 
 import (
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -20,8 +21,7 @@ type recorder struct {
 func (r *recorder) Helper() {}
 
 func (r *recorder) Fatalf(format string, args ...any) {
-	r.failed = format
-	_ = args
+	r.failed = fmt.Sprintf(format, args...)
 }
 
 func TestEventuallyWaitsForTheCondition(t *testing.T) {
@@ -123,5 +123,33 @@ func TestTakeOverIfWaitingSeesAClientGone(t *testing.T) {
 		}
 	case <-time.After(5 * time.Second):
 		t.Fatal("the server never looked")
+	}
+}
+
+func TestOurGoroutinesCountsOnlyThisProjectsCode(t *testing.T) {
+	b := OurGoroutines()
+	// Someone else's goroutine (the standard library's only) is not ours.
+	stop := make(chan struct{})
+	defer close(stop)
+	go func() { <-stop }()
+	time.AfterFunc(time.Hour, func() {}).Stop()
+	r := &recorder{TB: t}
+	b.Settle(r, 20*time.Millisecond)
+	if r.failed != "" {
+		t.Fatalf("a goroutine of test code counted as ours: %s", r.failed)
+	}
+	// One blocked in this package's code is.
+	var release atomic.Bool
+	go Eventually(&recorder{TB: t}, 5*time.Second, "the release", release.Load)
+	r = &recorder{TB: t}
+	b.Settle(r, 30*time.Millisecond)
+	if !strings.Contains(r.failed, "tracingproxy goroutines") {
+		t.Fatalf("a goroutine running Eventually was not counted (got %q)", r.failed)
+	}
+	release.Store(true)
+	r = &recorder{TB: t}
+	b.Settle(r, 5*time.Second)
+	if r.failed != "" {
+		t.Fatalf("Settle failed once it ended: %s", r.failed)
 	}
 }
