@@ -15,6 +15,7 @@ import (
 
 	"github.com/tracingproxy/tracingproxy/exporter"
 	"github.com/tracingproxy/tracingproxy/exporter/httpexport"
+	"github.com/tracingproxy/tracingproxy/internal/testutil"
 	"github.com/tracingproxy/tracingproxy/internal/zipkintest"
 )
 
@@ -356,7 +357,7 @@ func TestAccessLogCarriesTheIDs(t *testing.T) {
 			URI string `json:"uri"`
 		} `json:"request"`
 	}
-	waitFor(t, 5*time.Second, "the access log line", func() bool {
+	testutil.Eventually(t, 5*time.Second, "the access log line", func() bool {
 		b, _ := os.ReadFile(logFile)
 		for _, line := range strings.Split(string(b), "\n") {
 			if json.Unmarshal([]byte(line), &entry) == nil && entry.Request.URI == "/logged" {

@@ -32,6 +32,7 @@ import (
 
 	"github.com/tracingproxy/tracingproxy/exporter"
 	"github.com/tracingproxy/tracingproxy/internal/otlptest"
+	"github.com/tracingproxy/tracingproxy/internal/testutil"
 	"github.com/tracingproxy/tracingproxy/internal/zipkintest"
 )
 
@@ -357,11 +358,11 @@ func TestKafkaCredentialsNeverLeak(t *testing.T) {
 			t.Fatalf("request %d: status %d", i, res.StatusCode)
 		}
 	}
-	waitFor(t, 20*time.Second, "records dropped after failed exports", func() bool {
+	testutil.Eventually(t, 20*time.Second, "records dropped after failed exports", func() bool {
 		st := queueStats(t, broker)
 		return st.Failures > 0 && st.Dropped[exporter.ReasonRetryExhausted]+st.Dropped[exporter.ReasonQueueFull] > 0
 	})
-	waitFor(t, 20*time.Second, "a drop warning naming the exporter by its broker", func() bool {
+	testutil.Eventually(t, 20*time.Second, "a drop warning naming the exporter by its broker", func() bool {
 		return logHas(t, logFile, func(e map[string]any) bool {
 			return e["msg"] == "dropped trace records" && e["exporter"] == "kafka "+broker
 		})

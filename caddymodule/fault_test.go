@@ -20,6 +20,7 @@ import (
 
 	"github.com/tracingproxy/tracingproxy/exporter"
 	"github.com/tracingproxy/tracingproxy/exporter/httpexport"
+	"github.com/tracingproxy/tracingproxy/internal/testutil"
 	"github.com/tracingproxy/tracingproxy/internal/zipkintest"
 )
 
@@ -112,14 +113,14 @@ func TestCollectorFaultsNeverHurtTrafficNorHideALoss(t *testing.T) {
 			// The fault lasts until the queue has lost records both ways:
 			// overflowing and running out of retries.
 			if tc.stuck {
-				waitFor(t, 10*time.Second, "a batch to run out of retries", func() bool {
+				testutil.Eventually(t, 10*time.Second, "a batch to run out of retries", func() bool {
 					return queueStats(t, target).Dropped[exporter.ReasonRetryExhausted] > 0
 				})
 				if st := queueStats(t, target); st.Dropped[exporter.ReasonQueueFull] == 0 || st.ExportedRecords != 0 {
 					t.Errorf("while the collector was down: %+v, want queue_full drops and nothing exported", st)
 				}
 			} else {
-				waitFor(t, 10*time.Second, "the flapping collector to both fail and accept an export", func() bool {
+				testutil.Eventually(t, 10*time.Second, "the flapping collector to both fail and accept an export", func() bool {
 					st := queueStats(t, target)
 					return st.Failures > 0 && st.ExportedRecords > 0
 				})
@@ -127,7 +128,7 @@ func TestCollectorFaultsNeverHurtTrafficNorHideALoss(t *testing.T) {
 
 			// Recovery: what the queue still holds reaches the collector.
 			f.Set(t, zipkintest.Fault{Mode: zipkintest.ModeOK})
-			waitFor(t, 5*time.Second, "every request to be enqueued", func() bool {
+			testutil.Eventually(t, 5*time.Second, "every request to be enqueued", func() bool {
 				return queueStats(t, target).Enqueued == faultRequests
 			})
 			flushQueues(t)
@@ -351,7 +352,7 @@ func TestDropLogReportsEveryDropWithinItsInterval(t *testing.T) {
 		}
 		return s
 	}
-	waitFor(t, 20*every, "the pending drops to be logged", func() bool { return fmt.Sprint(sum()) == fmt.Sprint(want) })
+	testutil.Eventually(t, 20*every, "the pending drops to be logged", func() bool { return fmt.Sprint(sum()) == fmt.Sprint(want) })
 	if n := logs.Len(); n != 2 {
 		t.Errorf("%d warnings, want 2: one at once, one for the rest after the interval", n)
 	}

@@ -172,18 +172,6 @@ func deadPort(t *testing.T) string {
 	return addr
 }
 
-// waitFor polls cond until it holds or the timeout passes.
-func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", timeout, what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
 func formatNames[F fmt.Stringer](fs []F) string {
 	var names []string
 	for _, f := range fs {

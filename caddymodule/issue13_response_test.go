@@ -20,6 +20,7 @@ import (
 
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
+	"github.com/tracingproxy/tracingproxy/internal/testutil"
 	"github.com/tracingproxy/tracingproxy/internal/zipkintest"
 )
 
@@ -218,7 +219,7 @@ func TestIssue13RequestCutAtShutdownIsRecorded(t *testing.T) {
 		}
 		done <- err
 	}()
-	waitFor(t, 10*time.Second, "the request to reach the upstream", arrived.Load)
+	testutil.Eventually(t, 10*time.Second, "the request to reach the upstream", arrived.Load)
 
 	saved := processExiting
 	processExiting = func() bool { return true }
@@ -331,8 +332,8 @@ func TestIssue13FirstFailedExportIsAWarning(t *testing.T) {
 	if res, _ := get(t, "/one", nil); res.StatusCode != http.StatusOK {
 		t.Fatalf("status %d", res.StatusCode)
 	}
-	waitFor(t, 20*time.Second, "three failed attempts", func() bool { return queueStats(t, target).Failures >= 3 })
-	waitFor(t, 10*time.Second, "the failure warning", func() bool { return warnings() >= 1 })
+	testutil.Eventually(t, 20*time.Second, "three failed attempts", func() bool { return queueStats(t, target).Failures >= 3 })
+	testutil.Eventually(t, 10*time.Second, "the failure warning", func() bool { return warnings() >= 1 })
 	if n := warnings(); n != 1 {
 		t.Errorf("%d warnings for one failing streak, want 1 (the retries at debug)", n)
 	}
@@ -340,13 +341,13 @@ func TestIssue13FirstFailedExportIsAWarning(t *testing.T) {
 		t.Error("no retry logged at debug")
 	}
 	failing.Store(false)
-	waitFor(t, 20*time.Second, "the record exported once the collector is back", func() bool { return queueStats(t, target).ExportedRecords >= 1 })
+	testutil.Eventually(t, 20*time.Second, "the record exported once the collector is back", func() bool { return queueStats(t, target).ExportedRecords >= 1 })
 	failing.Store(true)
 	before := queueStats(t, target).Failures
 	if res, _ := get(t, "/two", nil); res.StatusCode != http.StatusOK {
 		t.Fatalf("status %d", res.StatusCode)
 	}
-	waitFor(t, 20*time.Second, "a failure after the success", func() bool { return queueStats(t, target).Failures > before })
-	waitFor(t, 10*time.Second, "a second warning, for the new streak", func() bool { return warnings() == 2 })
+	testutil.Eventually(t, 20*time.Second, "a failure after the success", func() bool { return queueStats(t, target).Failures > before })
+	testutil.Eventually(t, 10*time.Second, "a second warning, for the new streak", func() bool { return warnings() == 2 })
 	failing.Store(false)
 }

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/tracingproxy/tracingproxy/headers"
+	"github.com/tracingproxy/tracingproxy/internal/testutil"
 	"github.com/tracingproxy/tracingproxy/internal/zipkintest"
 )
 
@@ -107,7 +108,7 @@ func TestCrossFormatMatrix(t *testing.T) {
 						t.Errorf("%s → %s: sampling %s, want %s", from, to, out.Sampling, wantSampling)
 					}
 				}
-				waitFor(t, 5*time.Second, "Zipkin CLIENT span "+clientID.String(), func() bool {
+				testutil.Eventually(t, 5*time.Second, "Zipkin CLIENT span "+clientID.String(), func() bool {
 					for _, s := range c.Spans() {
 						if *s.Kind == "CLIENT" && s.ID == clientID.String() && s.TraceID == traceID.String() {
 							return true

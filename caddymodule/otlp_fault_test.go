@@ -11,6 +11,7 @@ import (
 	"github.com/tracingproxy/tracingproxy/exporter"
 	"github.com/tracingproxy/tracingproxy/exporter/httpexport"
 	"github.com/tracingproxy/tracingproxy/internal/otlptest"
+	"github.com/tracingproxy/tracingproxy/internal/testutil"
 )
 
 // How an OTLP fault ends for the queue while it lasts.
@@ -108,24 +109,24 @@ func TestOTLPCollectorFaultsNeverHurtTrafficNorHideALoss(t *testing.T) {
 
 			switch tc.end {
 			case stuckRetrying:
-				waitFor(t, 15*time.Second, "a batch to run out of retries", func() bool {
+				testutil.Eventually(t, 15*time.Second, "a batch to run out of retries", func() bool {
 					return queueStats(t, target).Dropped[exporter.ReasonRetryExhausted] > 0
 				})
 				if st := queueStats(t, target); st.Dropped[exporter.ReasonQueueFull] == 0 || st.ExportedRecords != 0 {
 					t.Errorf("while the collector was down: %+v, want queue_full drops and nothing exported", st)
 				}
 			case refusedForGood:
-				waitFor(t, 10*time.Second, "the queue to drain by rejections", func() bool {
+				testutil.Eventually(t, 10*time.Second, "the queue to drain by rejections", func() bool {
 					st := queueStats(t, target)
 					return st.Enqueued == faultRequests && st.Len == 0 && st.Dropped[exporter.ReasonRejected] > 0
 				})
 			case flapping:
-				waitFor(t, 15*time.Second, "the flapping collector to both fail and accept an export", func() bool {
+				testutil.Eventually(t, 15*time.Second, "the flapping collector to both fail and accept an export", func() bool {
 					st := queueStats(t, target)
 					return st.Failures > 0 && st.ExportedRecords > 0
 				})
 			case partial:
-				waitFor(t, 10*time.Second, "spans to be rejected", func() bool {
+				testutil.Eventually(t, 10*time.Second, "spans to be rejected", func() bool {
 					return queueStats(t, target).DroppedSpans[exporter.ReasonPartialRejected] > 0
 				})
 			}
@@ -143,7 +144,7 @@ func TestOTLPCollectorFaultsNeverHurtTrafficNorHideALoss(t *testing.T) {
 				requests++
 				time.Sleep(50 * time.Millisecond)
 			}
-			waitFor(t, 5*time.Second, "every request to be enqueued", func() bool {
+			testutil.Eventually(t, 5*time.Second, "every request to be enqueued", func() bool {
 				return queueStats(t, target).Enqueued == uint64(requests)
 			})
 			flushQueues(t)

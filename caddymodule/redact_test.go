@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/tracingproxy/tracingproxy/exporter"
+	"github.com/tracingproxy/tracingproxy/internal/testutil"
 )
 
 // TestExporterCredentialsNeverLeak configures a Zipkin exporter whose URL
@@ -43,16 +44,16 @@ func TestExporterCredentialsNeverLeak(t *testing.T) {
 			t.Fatalf("request %d: status %d", i, res.StatusCode)
 		}
 	}
-	waitFor(t, 10*time.Second, "records dropped after failed exports", func() bool {
+	testutil.Eventually(t, 10*time.Second, "records dropped after failed exports", func() bool {
 		st := queueStats(t, target)
 		return st.Failures > 0 && st.Dropped[exporter.ReasonRetryExhausted] > 0
 	})
-	waitFor(t, 10*time.Second, "a drop warning naming the exporter by host", func() bool {
+	testutil.Eventually(t, 10*time.Second, "a drop warning naming the exporter by host", func() bool {
 		return logHas(t, logFile, func(e map[string]any) bool {
 			return e["msg"] == "dropped trace records" && e["exporter"] == "zipkin "+dead
 		})
 	})
-	waitFor(t, 10*time.Second, "a failed attempt logged", func() bool {
+	testutil.Eventually(t, 10*time.Second, "a failed attempt logged", func() bool {
 		return logHas(t, logFile, func(e map[string]any) bool { return e["msg"] == "export attempt failed" })
 	})
 

@@ -25,6 +25,7 @@ import (
 
 	"github.com/tracingproxy/tracingproxy/exporter"
 	"github.com/tracingproxy/tracingproxy/internal/swtest"
+	"github.com/tracingproxy/tracingproxy/internal/testutil"
 	"github.com/tracingproxy/tracingproxy/internal/zipkintest"
 )
 
@@ -179,7 +180,7 @@ func send(t *testing.T, path string, hdr map[string][]string) exchange {
 		}
 	}
 	ex.before = time.Now()
-	res, err := (&http.Client{Timeout: 10 * time.Second}).Do(req)
+	res, err := testClient.Do(req) // no keep-alive: a connection kept from an earlier test's Caddy would answer EOF
 	if err != nil {
 		t.Fatalf("GET %s: %v", path, err)
 	}
@@ -206,7 +207,7 @@ type segmentSource interface {
 func segmentByID(t *testing.T, c segmentSource, id string) *agentv3.SegmentObject {
 	t.Helper()
 	var found *agentv3.SegmentObject
-	waitFor(t, 5*time.Second, "segment "+id, func() bool {
+	testutil.Eventually(t, 5*time.Second, "segment "+id, func() bool {
 		for _, s := range c.Segments() {
 			if s.GetTraceSegmentId() == id {
 				found = s
@@ -687,7 +688,7 @@ func TestSkyWalkingCollectorDown(t *testing.T) {
 		t.Errorf("upstream saw %d requests, want %d", up.count(), n)
 	}
 	// Every record is dropped and counted, none exported.
-	waitFor(t, 5*time.Second, "every record dropped", func() bool { return dropped(queueStats(t, url)) == n })
+	testutil.Eventually(t, 5*time.Second, "every record dropped", func() bool { return dropped(queueStats(t, url)) == n })
 	st := queueStats(t, url)
 	if st.Enqueued != n || st.ExportedRecords != 0 || st.Failures == 0 {
 		t.Errorf("stats %+v: want %d enqueued, none exported, failures counted", st, n)
@@ -712,7 +713,7 @@ func TestSkyWalkingStalledStream(t *testing.T) {
 		t.Errorf("%d requests took %s: the request path waited on the stalled collector", n, elapsed)
 	}
 	// The stall was met: an export ran into its timeout.
-	waitFor(t, 5*time.Second, "a failed export", func() bool { return queueStats(t, url).Failures > 0 })
+	testutil.Eventually(t, 5*time.Second, "a failed export", func() bool { return queueStats(t, url).Failures > 0 })
 	if segs := col.Segments(); len(segs) != 0 {
 		t.Errorf("a stalled collector recorded %d segments", len(segs))
 	}
@@ -733,7 +734,7 @@ func TestSkyWalkingReconnect(t *testing.T) {
 	col.Stop()
 	send(t, "/down", nil)
 	down := upstreamSW8(t, up).segment
-	waitFor(t, 5*time.Second, "an export to fail against the stopped collector", func() bool {
+	testutil.Eventually(t, 5*time.Second, "an export to fail against the stopped collector", func() bool {
 		return queueStats(t, url).Failures > 0
 	})
 
@@ -759,7 +760,7 @@ func TestSkyWalkingTokenRefused(t *testing.T) {
 	for range n {
 		send(t, "/", map[string][]string{"Sw8": {agent.sw8()}})
 	}
-	waitFor(t, 5*time.Second, "every record rejected", func() bool {
+	testutil.Eventually(t, 5*time.Second, "every record rejected", func() bool {
 		return queueStats(t, url).Dropped[exporter.ReasonRejected] == n
 	})
 	st := queueStats(t, url)
@@ -775,7 +776,7 @@ func TestSkyWalkingTokenRefused(t *testing.T) {
 		}
 	}
 	// The operator is told what to fix.
-	waitFor(t, 5*time.Second, "a warning naming the token option", func() bool {
+	testutil.Eventually(t, 5*time.Second, "a warning naming the token option", func() bool {
 		return logHas(t, logFile, func(e map[string]any) bool {
 			if e["level"] != "warn" || e["logger"] != "http.handlers.tracingproxy" {
 				return false

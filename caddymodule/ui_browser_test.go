@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/tracingproxy/tracingproxy/headers"
+	"github.com/tracingproxy/tracingproxy/internal/testutil"
 )
 
 // chromium finds a headless browser: $CHROMIUM, else Debian's chromium.
@@ -70,7 +71,7 @@ func TestUIInABrowser(t *testing.T) {
 	if res, _ := get(t, "/orders/7?sleep=20ms", map[string][]string{"Traceparent": {"00-" + id + "-00f067aa0ba902b7-01"}}); res.StatusCode != 200 {
 		t.Fatalf("proxied request: %d", res.StatusCode)
 	}
-	waitFor(t, 5*time.Second, "the trace in the store", func() bool { return traceStore.Trace(id) != nil && len(traceStore.Trace(id)) == 2 })
+	testutil.Eventually(t, 5*time.Second, "the trace in the store", func() bool { return traceStore.Trace(id) != nil && len(traceStore.Trace(id)) == 2 })
 
 	// The list shows the trace.
 	list := render(t, browser, proxyURL+"/_tracingproxy/", "")

@@ -12,6 +12,7 @@ import (
 	zmodel "github.com/openzipkin/zipkin-go/model"
 
 	"github.com/tracingproxy/tracingproxy/headers"
+	"github.com/tracingproxy/tracingproxy/internal/testutil"
 )
 
 // uiSite mounts the UI beside a traced site with the default exporters.
@@ -56,7 +57,7 @@ func TestDefaultExporterFeedsTheUI(t *testing.T) {
 		t.Fatalf("proxied request: %d", res.StatusCode)
 	}
 	var tr []zmodel.SpanModel
-	waitFor(t, 5*time.Second, "the trace in the store", func() bool {
+	testutil.Eventually(t, 5*time.Second, "the trace in the store", func() bool {
 		traces := queryTraces(t, "serviceName=ui-orders&limit=50")
 		for _, x := range traces {
 			if x[0].TraceID.String() == id && len(x) == 2 {

@@ -12,6 +12,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/tracingproxy/tracingproxy/internal/testutil"
 )
 
 // stuckExporter simulates a collector that accepts the connection and never
@@ -137,7 +139,7 @@ func TestQueueEnqueueNeverBlocks(t *testing.T) {
 		t.Fatalf("Shutdown = %v, want the deadline error", err)
 	}
 	wantDrops(t, q.Stats(), map[string]uint64{ReasonQueueFull: goroutines*each - size, ReasonShutdown: size + batch}, 2)
-	eventually(t, "the stuck export to be cancelled", func() bool { return exp.inside.Load() == 0 })
+	testutil.Eventually(t, 5*time.Second, "the stuck export to be cancelled", func() bool { return exp.inside.Load() == 0 })
 }
 
 func TestQueueRetryThenSuccess(t *testing.T) {
@@ -294,7 +296,7 @@ func TestQueueFlappingCollector(t *testing.T) {
 		w = clk.nextWait(t)
 	}
 	clk.fire(w) // the fourth attempt succeeds
-	eventually(t, "the queued records after recovery", func() bool { return len(exp.exported()) == 12 })
+	testutil.Eventually(t, 5*time.Second, "the queued records after recovery", func() bool { return len(exp.exported()) == 12 })
 	flush(t, q)
 	if got, want := exp.exported(), append(seq(0, 4), seq(16, 24)...); !slices.Equal(got, want) {
 		t.Fatalf("delivered %v, want %v", got, want)
@@ -374,7 +376,7 @@ func TestQueueShutdownStuckExporter(t *testing.T) {
 		t.Fatalf("Stats = %+v, want nothing left and nothing exported", s)
 	}
 	wantDrops(t, s, map[string]uint64{ReasonShutdown: 25}, 2)
-	eventually(t, "Exporter.Shutdown", func() bool { return exp.shutdowns.Load() == 1 })
+	testutil.Eventually(t, 5*time.Second, "Exporter.Shutdown", func() bool { return exp.shutdowns.Load() == 1 })
 	if got := q.Stats(); !maps.Equal(got.Dropped, s.Dropped) {
 		t.Fatalf("drops changed after Shutdown returned: %v then %v", s.Dropped, got.Dropped)
 	}
@@ -399,7 +401,7 @@ func (e *deafExporter) Export(ctx context.Context, batch []*Record) error {
 // when it returns (a late success does not count twice), and that the worker
 // still ends once Export returns.
 func TestQueueShutdownAbandonsDeafExporter(t *testing.T) {
-	baseline := runtime.NumGoroutine()
+	baseline := testutil.Goroutines()
 	exp := &deafExporter{entered: make(chan struct{}, 1), release: make(chan struct{})}
 	q := NewQueue(exp, QueueConfig{BatchSize: 4, FlushInterval: time.Hour})
 	for i := range 10 {
@@ -414,8 +416,8 @@ func TestQueueShutdownAbandonsDeafExporter(t *testing.T) {
 	final := q.Stats()
 	wantDrops(t, final, map[string]uint64{ReasonShutdown: 10}, 2)
 	close(exp.release)
-	eventually(t, "Exporter.Shutdown", func() bool { return exp.shutdowns.Load() == 1 })
-	eventually(t, "the worker to end", func() bool { return runtime.NumGoroutine() <= baseline })
+	testutil.Eventually(t, 5*time.Second, "Exporter.Shutdown", func() bool { return exp.shutdowns.Load() == 1 })
+	baseline.Settle(t, 5*time.Second) // the worker ends
 	if got := q.Stats(); !reflect.DeepEqual(got, final) {
 		t.Fatalf("Stats changed after Shutdown returned: %+v, then %+v", final, got)
 	}
@@ -440,7 +442,7 @@ func TestQueueShutdownDuringRetryWait(t *testing.T) {
 		t.Fatalf("Shutdown = %v, want the deadline error", err)
 	}
 	wantDrops(t, q.Stats(), map[string]uint64{ReasonShutdown: 5}, 2)
-	eventually(t, "Exporter.Shutdown", func() bool { return exp.shutdowns.Load() == 1 })
+	testutil.Eventually(t, 5*time.Second, "Exporter.Shutdown", func() bool { return exp.shutdowns.Load() == 1 })
 	if n := exp.calls.Load(); n != 1 {
 		t.Fatalf("Export called %d times, want once", n)
 	}
@@ -468,7 +470,7 @@ func TestQueueShutdownWaitsForRecovery(t *testing.T) {
 	}()
 	cancelled, cancel := context.WithCancel(context.Background())
 	cancel()
-	eventually(t, "Shutdown to start", func() bool { return errors.Is(q.ForceFlush(cancelled), ErrQueueClosed) })
+	testutil.Eventually(t, 5*time.Second, "Shutdown to start", func() bool { return errors.Is(q.ForceFlush(cancelled), ErrQueueClosed) })
 	for range 100 {
 		if err := q.ForceFlush(cancelled); !errors.Is(err, ErrQueueClosed) {
 			t.Fatalf("ForceFlush during Shutdown = %v, want ErrQueueClosed every time", err)
@@ -542,7 +544,7 @@ func TestQueueShutdownReturnsExporterError(t *testing.T) {
 // TestQueueNoGoroutineLeak runs queues through every way of ending and checks
 // that their goroutines are gone.
 func TestQueueNoGoroutineLeak(t *testing.T) {
-	baseline := runtime.NumGoroutine()
+	baseline := testutil.Goroutines()
 	short := func() (context.Context, context.CancelFunc) {
 		return context.WithTimeout(context.Background(), 20*time.Millisecond)
 	}
@@ -571,14 +573,7 @@ func TestQueueNoGoroutineLeak(t *testing.T) {
 	idle := NewQueue(&recordingExporter{}, QueueConfig{})
 	shutdown(t, idle)
 
-	deadline := time.Now().Add(5 * time.Second)
-	for runtime.NumGoroutine() > baseline {
-		if time.Now().After(deadline) {
-			buf := make([]byte, 1<<20)
-			t.Fatalf("%d goroutines, %d before:\n%s", runtime.NumGoroutine(), baseline, buf[:runtime.Stack(buf, true)])
-		}
-		time.Sleep(time.Millisecond)
-	}
+	baseline.Settle(t, 5*time.Second)
 	if n := stuck.inside.Load(); n != 0 {
 		t.Fatalf("%d exports still stuck", n)
 	}

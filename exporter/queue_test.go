@@ -16,6 +16,7 @@ import (
 	"weak"
 
 	"github.com/tracingproxy/tracingproxy/headers"
+	"github.com/tracingproxy/tracingproxy/internal/testutil"
 )
 
 // testRecord builds a realistic record (a SERVER span, one CLIENT span,
@@ -188,18 +189,6 @@ func (c *fakeClock) fire(w waitRequest) {
 	w.fire <- c.now()
 }
 
-// eventually polls cond until it holds, failing the test after 5s.
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(time.Millisecond)
-	}
-}
-
 // receive waits for a value on ch, failing the test after 5s.
 func receive[T any](t *testing.T, ch <-chan T, what string) T {
 	t.Helper()
@@ -335,7 +324,7 @@ func TestQueueBatchesBySize(t *testing.T) {
 			t.Fatalf("Enqueue(%d) refused", i)
 		}
 	}
-	eventually(t, "two full batches", func() bool { return len(exp.batchSizes()) == 2 })
+	testutil.Eventually(t, 5*time.Second, "two full batches", func() bool { return len(exp.batchSizes()) == 2 })
 	if got := q.Len(); got != 5 {
 		t.Fatalf("Len = %d after two full batches, want the 5 left waiting for the interval", got)
 	}
@@ -355,12 +344,12 @@ func TestQueueBatchesByInterval(t *testing.T) {
 	for i := range 3 {
 		q.Enqueue(testRecord(i))
 	}
-	eventually(t, "the interval flush", func() bool { return len(exp.exported()) == 3 })
+	testutil.Eventually(t, 5*time.Second, "the interval flush", func() bool { return len(exp.exported()) == 3 })
 	if got, want := exp.exported(), seq(0, 3); !slices.Equal(got, want) {
 		t.Fatalf("exported %v, want %v", got, want)
 	}
 	q.Enqueue(testRecord(3))
-	eventually(t, "the next interval flush", func() bool { return len(exp.exported()) == 4 })
+	testutil.Eventually(t, 5*time.Second, "the next interval flush", func() bool { return len(exp.exported()) == 4 })
 }
 
 func TestQueueForceFlushExportsEverythingInOrder(t *testing.T) {

@@ -285,6 +285,10 @@ func (c *Config) clientOptions() ([]kgo.Opt, error) {
 		// failed at once, and no InitProducerID (and its ACL) is needed.
 		// Consumers of spans need no ordering or exactly-once.
 		kgo.DisableIdempotentWrite(),
+		// The Queue has batched already and Export waits for the whole
+		// batch: lingering (franz-go's default is 10ms) would only add
+		// its wait to every export.
+		kgo.ProducerLinger(0),
 		kgo.ProducerBatchMaxBytes(int32(min(c.MaxMessageBytes, 1<<30))),
 		kgo.AllowAutoTopicCreation(),
 	}

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
 )
 
 func TestDefaults(t *testing.T) {
@@ -113,5 +115,23 @@ func TestCheck(t *testing.T) {
 		if _, err := New(tc.c); err == nil {
 			t.Errorf("%s: New accepted what Check refuses", name)
 		}
+	}
+}
+
+// TestClientDoesNotLinger pins ProducerLinger(0): the Queue has batched
+// already and Export waits for every message, so franz-go's default linger
+// (10ms) would be added to every export (BenchmarkExportLinger measures it).
+func TestClientDoesNotLinger(t *testing.T) {
+	e := newExporter(t, Config{Brokers: []string{"127.0.0.1:9"}})
+	if got := e.cl.OptValue(kgo.ProducerLinger); got != time.Duration(0) {
+		t.Errorf("producer linger %v, want 0", got)
+	}
+	plain, err := kgo.NewClient(kgo.SeedBrokers("127.0.0.1:9"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer plain.Close()
+	if got := plain.OptValue(kgo.ProducerLinger); got != franzGoDefaultLinger {
+		t.Errorf("franz-go's default linger is %v now, not %v: BenchmarkExportLinger compares with the wrong one", got, franzGoDefaultLinger)
 	}
 }

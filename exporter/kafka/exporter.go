@@ -63,7 +63,11 @@ type spanKey struct {
 
 // New validates cfg and returns an Exporter. It does not wait for a broker:
 // one that is down makes Export fail with a retryable error, never New.
-func New(cfg Config) (*Exporter, error) {
+func New(cfg Config) (*Exporter, error) { return newWith(cfg) }
+
+// newWith is New with client options applied after the configuration's,
+// so that a benchmark can measure what one of them changes.
+func newWith(cfg Config, extra ...kgo.Opt) (*Exporter, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -72,7 +76,7 @@ func New(cfg Config) (*Exporter, error) {
 	if err != nil {
 		return nil, err
 	}
-	cl, err := kgo.NewClient(opts...)
+	cl, err := kgo.NewClient(append(opts, extra...)...)
 	if err != nil {
 		return nil, fmt.Errorf("kafka client: %w", err)
 	}

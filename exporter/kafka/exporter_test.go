@@ -5,7 +5,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
-	"runtime"
 	"strconv"
 	"strings"
 	"testing"
@@ -23,6 +22,7 @@ import (
 
 	"github.com/tracingproxy/tracingproxy/exporter"
 	"github.com/tracingproxy/tracingproxy/exporter/skywalking"
+	"github.com/tracingproxy/tracingproxy/internal/testutil"
 )
 
 func traceHex(r *exporter.Record) string { return hex.EncodeToString(r.TraceID[:]) }
@@ -264,7 +264,7 @@ func TestSlowBrokerBoundedByContext(t *testing.T) {
 		t.Fatalf("err = %v, want retryable", err)
 	}
 	close(release)
-	eventually(t, 30*time.Second, "a retry to be delivered", func() bool { return export(e, 2*time.Second, r) == nil })
+	testutil.Eventually(t, 30*time.Second, "a retry to be delivered", func() bool { return export(e, 2*time.Second, r) == nil })
 	msgs := consume(t, c.ListenAddrs(), "spans", 1)
 	for _, m := range msgs {
 		if string(m.Key) != traceHex(r) {
@@ -296,7 +296,7 @@ func TestShutdownHonoursContext(t *testing.T) {
 // down, leave no goroutine behind.
 func TestShutdownLeaksNoGoroutine(t *testing.T) {
 	c := cluster(t, []string{DefaultSkyWalkingTopic, DefaultManagementTopic})
-	base := runtime.NumGoroutine()
+	base := testutil.Goroutines()
 	for range 3 {
 		e, err := New(Config{Brokers: c.ListenAddrs(), Encoding: EncodingSkyWalking, Service: "s", Instance: "i", KeepAlive: 5 * time.Millisecond})
 		if err != nil {
@@ -309,7 +309,5 @@ func TestShutdownLeaksNoGoroutine(t *testing.T) {
 			t.Fatalf("Shutdown: %v", err)
 		}
 	}
-	eventually(t, 10*time.Second, "goroutines to return to "+strconv.Itoa(base), func() bool {
-		return runtime.NumGoroutine() <= base
-	})
+	base.Settle(t, 10*time.Second)
 }

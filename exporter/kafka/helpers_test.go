@@ -115,15 +115,3 @@ func consume(t testing.TB, brokers []string, topic string, n int, opts ...kgo.Op
 	t.Fatalf("topic %s: %d messages after 30s, want %d", topic, len(out), n)
 	return nil
 }
-
-// eventually polls cond until it holds or the deadline passes.
-func eventually(t testing.TB, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", timeout, what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}

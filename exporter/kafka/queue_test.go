@@ -9,6 +9,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 
 	"github.com/tracingproxy/tracingproxy/exporter"
+	"github.com/tracingproxy/tracingproxy/internal/testutil"
 )
 
 // fastRetry is a queue that retries quickly and for long.
@@ -50,7 +51,7 @@ func TestDeadBrokerComesBack(t *testing.T) {
 		q.Enqueue(r)
 	}
 	// The first batch is in flight and failing: the broker is down.
-	eventually(t, 30*time.Second, "a failed export to the dead broker", func() bool { return q.Stats().Failures >= 1 })
+	testutil.Eventually(t, 30*time.Second, "a failed export to the dead broker", func() bool { return q.Stats().Failures >= 1 })
 	start := time.Now()
 	const more = 16
 	for range more {
@@ -68,7 +69,7 @@ func TestDeadBrokerComesBack(t *testing.T) {
 
 	c := cluster(t, []string{"spans"}, kfake.Ports(port))
 	want := batch + size
-	eventually(t, 60*time.Second, "the held records to be delivered", func() bool { return q.Stats().ExportedRecords == uint64(want) })
+	testutil.Eventually(t, 60*time.Second, "the held records to be delivered", func() bool { return q.Stats().ExportedRecords == uint64(want) })
 	s = shutdown(t, q)
 	if s.Enqueued != batch+more || s.ExportedRecords != uint64(want) || s.Dropped[exporter.ReasonQueueFull] != more-size {
 		t.Errorf("stats %+v: want %d enqueued = %d exported + %d queue_full", s, batch+more, want, more-size)
@@ -110,7 +111,7 @@ func TestDeadBrokerRetryExhausted(t *testing.T) {
 	for range 10 {
 		q.Enqueue(record(1))
 	}
-	eventually(t, 60*time.Second, "every record to be dropped", func() bool {
+	testutil.Eventually(t, 60*time.Second, "every record to be dropped", func() bool {
 		return q.Stats().Dropped[exporter.ReasonRetryExhausted] == 10
 	})
 	s := shutdown(t, q)
@@ -133,7 +134,7 @@ func TestPartialSuccessAccounting(t *testing.T) {
 	q.Enqueue(record(1))
 	q.Enqueue(big)
 	q.Enqueue(record(1))
-	eventually(t, 30*time.Second, "the batch to settle", func() bool { return q.Stats().ExportedRecords == 3 })
+	testutil.Eventually(t, 30*time.Second, "the batch to settle", func() bool { return q.Stats().ExportedRecords == 3 })
 	s := shutdown(t, q)
 	if s.ExportedSpans != 4 || s.DroppedSpans[exporter.ReasonPartialRejected] != 3 || s.Retries != 0 {
 		t.Errorf("stats %+v: want 4 spans exported, 3 partial_rejected, no retry", s)

@@ -15,6 +15,7 @@ import (
 
 	"github.com/tracingproxy/tracingproxy/exporter"
 	"github.com/tracingproxy/tracingproxy/internal/swtest"
+	"github.com/tracingproxy/tracingproxy/internal/testutil"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	commonv3 "skywalking.apache.org/repo/goapi/collect/common/v3"
@@ -213,7 +214,7 @@ func TestGRPCReconnect(t *testing.T) {
 	}
 
 	c.Restart(t)
-	eventually(t, 15*time.Second, "an Export to the restarted collector", func() bool {
+	testutil.Eventually(t, 15*time.Second, "an Export to the restarted collector", func() bool {
 		return export(e, time.Second, testRecord()) == nil
 	})
 	if segs := c.Segments(); len(segs) < 2 {
@@ -245,7 +246,7 @@ func TestGRPCPropertiesRetried(t *testing.T) {
 
 func TestGRPCShutdownLeaksNoGoroutine(t *testing.T) {
 	c := swtest.NewGRPCCollector(t, swtest.GRPCOptions{})
-	base := runtime.NumGoroutine()
+	base := testutil.Goroutines()
 	for range 3 {
 		e, err := New(Config{Address: "grpc://" + c.Addr(), Service: "s", Instance: "i", KeepAlive: 5 * time.Millisecond})
 		if err != nil {
@@ -261,9 +262,7 @@ func TestGRPCShutdownLeaksNoGoroutine(t *testing.T) {
 			t.Fatalf("second Shutdown: %v", err)
 		}
 	}
-	eventually(t, 5*time.Second, "goroutines to return to "+strconv.Itoa(base), func() bool {
-		return runtime.NumGoroutine() <= base
-	})
+	base.Settle(t, 5*time.Second)
 }
 
 func TestShutdownHonoursContext(t *testing.T) {

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"net/http"
 	"net/http/httptest"
-	"runtime"
 	"strconv"
 	"strings"
 	"testing"
@@ -13,6 +12,7 @@ import (
 
 	"github.com/tracingproxy/tracingproxy/exporter"
 	"github.com/tracingproxy/tracingproxy/internal/swtest"
+	"github.com/tracingproxy/tracingproxy/internal/testutil"
 	managementv3 "skywalking.apache.org/repo/goapi/collect/management/v3"
 )
 
@@ -179,7 +179,7 @@ func TestHTTPManagementFailureReported(t *testing.T) {
 	defer srv.Close()
 	var log errorLog
 	e := newExporter(t, Config{Address: srv.URL, KeepAlive: 10 * time.Millisecond, OnError: log.add})
-	eventually(t, 5*time.Second, "two failed registrations", func() bool { return len(log.all()) >= 2 })
+	testutil.Eventually(t, 5*time.Second, "two failed registrations", func() bool { return len(log.all()) >= 2 })
 	for _, err := range log.all() {
 		if !strings.Contains(err.Error(), "skywalking report instance properties") || !strings.Contains(err.Error(), "HTTP 503") {
 			t.Errorf("OnError got %v, want a failed registration with its status", err)
@@ -194,7 +194,7 @@ func TestHTTPManagementFailureReported(t *testing.T) {
 
 func TestHTTPShutdownLeaksNoGoroutine(t *testing.T) {
 	c := swtest.NewHTTPCollector(t)
-	base := runtime.NumGoroutine()
+	base := testutil.Goroutines()
 	for range 3 {
 		e, err := New(Config{Address: c.URL(), Service: "s", Instance: "i", KeepAlive: 5 * time.Millisecond})
 		if err != nil {
@@ -207,9 +207,7 @@ func TestHTTPShutdownLeaksNoGoroutine(t *testing.T) {
 			t.Fatalf("Shutdown: %v", err)
 		}
 	}
-	eventually(t, 5*time.Second, "goroutines to return to "+strconv.Itoa(base), func() bool {
-		return runtime.NumGoroutine() <= base
-	})
+	base.Settle(t, 5*time.Second)
 }
 
 // TestHTTPHeaders sends configured headers with every request, never in place

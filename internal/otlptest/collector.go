@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tracingproxy/tracingproxy/internal/testutil"
 	coltracepb "go.opentelemetry.io/proto/otlp/collector/trace/v1"
 	commonpb "go.opentelemetry.io/proto/otlp/common/v1"
 	resourcepb "go.opentelemetry.io/proto/otlp/resource/v1"
@@ -312,7 +313,7 @@ func (c *Collector) commit(ctx context.Context, a *Attempt, req *coltracepb.Expo
 		c.rejected = append(c.rejected, err)
 		return false
 	}
-	if !o.keep || ctx.Err() != nil {
+	if !o.keep || ctx.Err() != nil || pastDeadline(ctx) {
 		return false
 	}
 	if o.reject > 0 {
@@ -321,6 +322,14 @@ func (c *Collector) commit(ctx context.Context, a *Attempt, req *coltracepb.Expo
 	c.accepted = append(c.accepted, req)
 	a.Accepted = true
 	return true
+}
+
+// pastDeadline reports whether the client's deadline (gRPC sends it as
+// grpc-timeout) has passed: then it has given up, even if the context's own
+// timer has not run yet on a loaded machine.
+func pastDeadline(ctx context.Context) bool {
+	d, ok := ctx.Deadline()
+	return ok && !time.Now().Before(d)
 }
 
 // dropLast removes the last n spans of the request.
@@ -376,10 +385,28 @@ func (c *Collector) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	if o.wait != nil {
 		return
 	}
-	if !c.commit(r.Context(), &a, req, err, r.Header.Clone(), o) {
+	// A late answer goes only to a client still waiting for it.
+	ctx := r.Context()
+	var late *testutil.LateAnswer
+	if fault.Mode == ModeDelay && ctx.Err() == nil {
+		la, waiting, ok := testutil.TakeOverIfWaiting(w)
+		if ok && !waiting {
+			return
+		}
+		if la != nil {
+			// Taking the connection over ends the request's context;
+			// the client is known to wait.
+			late, ctx = la, context.WithoutCancel(ctx)
+		}
+	}
+	if !c.commit(ctx, &a, req, err, r.Header.Clone(), o) {
 		if err != nil {
 			a.Status = http.StatusBadRequest
-			http.Error(w, err.Error(), http.StatusBadRequest)
+			if late != nil {
+				late.Write(a.Status, "text/plain; charset=utf-8", []byte(err.Error()+"\n"))
+			} else {
+				http.Error(w, err.Error(), http.StatusBadRequest)
+			}
 		}
 		return
 	}
@@ -393,8 +420,12 @@ func (c *Collector) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	} else {
 		out, _ = proto.Marshal(resp)
 	}
-	w.Header().Set("Content-Type", ct)
 	a.Status = http.StatusOK
+	if late != nil {
+		late.Write(a.Status, ct, out)
+		return
+	}
+	w.Header().Set("Content-Type", ct)
 	_, _ = w.Write(out)
 }
 

@@ -2,15 +2,22 @@ package otlptest
 
 import (
 	"bytes"
+	"context"
+	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/tracingproxy/tracingproxy/internal/testutil"
 	coltracepb "go.opentelemetry.io/proto/otlp/collector/trace/v1"
 	commonpb "go.opentelemetry.io/proto/otlp/common/v1"
 	resourcepb "go.opentelemetry.io/proto/otlp/resource/v1"
 	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 )
@@ -112,5 +119,66 @@ func TestCollectorFaults(t *testing.T) {
 	}
 	if a := c.Attempts(); len(a) != 2 || a[1].Status != http.StatusTooManyRequests || a[1].Accepted || !a[0].Accepted || a[0].Spans != 2 {
 		t.Fatalf("attempts %+v", a)
+	}
+}
+
+// TestCollectorDelayKeepsOnlyWhatAWaitingClientGets checks that a late
+// answer counts as received when the client waits for it and never when
+// the client gave up (it would send the spans again), over HTTP and gRPC.
+func TestCollectorDelayKeepsOnlyWhatAWaitingClientGets(t *testing.T) {
+	b, _ := proto.Marshal(valid())
+	postHTTP := func(c *Collector, patience time.Duration) error {
+		ctx, cancel := context.WithTimeout(context.Background(), patience)
+		defer cancel()
+		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, c.URL(), bytes.NewReader(b))
+		req.Header.Set("Content-Type", "application/x-protobuf")
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return err
+		}
+		defer res.Body.Close()
+		body, err := io.ReadAll(res.Body)
+		if err == nil && (res.StatusCode != http.StatusOK || res.Header.Get("Content-Type") != "application/x-protobuf") {
+			err = fmt.Errorf("answered %d %q %q", res.StatusCode, res.Header.Get("Content-Type"), body)
+		}
+		return err
+	}
+	postGRPC := func(c *Collector, patience time.Duration) error {
+		conn, err := grpc.NewClient(c.Addr(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+		if err != nil {
+			return err
+		}
+		defer conn.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), patience)
+		defer cancel()
+		_, err = coltracepb.NewTraceServiceClient(conn).Export(ctx, valid())
+		return err
+	}
+	for _, tc := range []struct {
+		name string
+		new  func(testing.TB) *Collector
+		post func(*Collector, time.Duration) error
+	}{
+		{"http", NewHTTP, postHTTP},
+		{"grpc", func(t testing.TB) *Collector { return NewGRPC(t) }, postGRPC},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := tc.new(t)
+			c.Set(t, Fault{Mode: ModeDelay, Delay: 20 * time.Millisecond})
+			if err := tc.post(c, 5*time.Second); err != nil {
+				t.Fatalf("a client waiting for the late answer: %v", err)
+			}
+			c.Set(t, Fault{Mode: ModeDelay, Delay: 300 * time.Millisecond})
+			if err := tc.post(c, 50*time.Millisecond); err == nil {
+				t.Fatal("a client that gave up got an answer")
+			}
+			testutil.Eventually(t, 5*time.Second, "both attempts to end", func() bool { return len(c.Attempts()) == 2 })
+			if a := c.Attempts(); !a[0].Accepted || a[1].Accepted {
+				t.Errorf("attempts %+v, want the waited-for one accepted and the abandoned one not", a)
+			}
+			if n := len(c.Spans()); n != 2 {
+				t.Errorf("collector holds %d spans, want the 2 of the answered request", n)
+			}
+		})
 	}
 }

@@ -1,8 +1,14 @@
 // Package testutil holds what the project's tests share: one way to wait for
-// a condition and one way to check that a test left no goroutine running.
+// a condition, one way to check that a test left no goroutine running, and
+// one way for a test server to answer late only to a client still waiting.
 package testutil
 
 import (
+	"bufio"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
 	"runtime"
 	"testing"
 	"time"
@@ -45,4 +51,45 @@ func (b Baseline) Settle(t testing.TB, timeout time.Duration) {
 		}
 		time.Sleep(pollEvery)
 	}
+}
+
+// LateAnswer is an HTTP/1 exchange a test server took over to answer after
+// a delay, once it knows the client still waits: see TakeOverIfWaiting.
+type LateAnswer struct {
+	conn net.Conn
+	buf  *bufio.ReadWriter
+}
+
+// TakeOverIfWaiting hijacks the connection of a request whose answer comes
+// late and reports whether its client still waits for it. The request's
+// context cannot say: the server cancels it only once its reading goroutine
+// has run, which on a loaded machine can come after the delay, and a server
+// that then kept the request would hold what the client sends again. A
+// client that gave up has closed its end, so a read sees the end of the
+// stream at once; one that waits sends nothing. The answer is then
+// Write's; a client gone leaves nothing to do. ok is false for a
+// connection that cannot be hijacked (HTTP/2): the context is all there is.
+func TakeOverIfWaiting(w http.ResponseWriter) (la *LateAnswer, waiting, ok bool) {
+	conn, buf, err := http.NewResponseController(w).Hijack()
+	if err != nil {
+		return nil, false, false
+	}
+	conn.SetReadDeadline(time.Now().Add(10 * time.Millisecond))
+	_, err = buf.ReadByte()
+	var ne net.Error
+	if !errors.As(err, &ne) || !ne.Timeout() {
+		conn.Close() // gone, or (never an HTTP client waiting) sending more
+		return nil, false, true
+	}
+	conn.SetDeadline(time.Time{})
+	return &LateAnswer{conn: conn, buf: buf}, true, true
+}
+
+// Write answers status with body and closes the connection.
+func (a *LateAnswer) Write(status int, contentType string, body []byte) error {
+	defer a.conn.Close()
+	fmt.Fprintf(a.buf, "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %d\r\nConnection: close\r\n\r\n",
+		status, http.StatusText(status), contentType, len(body))
+	a.buf.Write(body)
+	return a.buf.Flush()
 }

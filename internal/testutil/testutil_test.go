@@ -1,6 +1,10 @@
 package testutil
 
 import (
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -59,5 +63,65 @@ func TestSettleSeesALeakedGoroutine(t *testing.T) {
 	b.Settle(r, 5*time.Second)
 	if r.failed != "" {
 		t.Fatalf("Settle failed once the goroutine ended: %s", r.failed)
+	}
+}
+
+// lateServer answers every request through TakeOverIfWaiting once the test
+// lets it, reporting what it found.
+func lateServer(t *testing.T, answer <-chan struct{}) (addr string, found <-chan bool) {
+	t.Helper()
+	results := make(chan bool, 1)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		<-answer
+		la, waiting, ok := TakeOverIfWaiting(w)
+		if !ok {
+			t.Error("an HTTP/1 connection could not be taken over")
+			return
+		}
+		results <- waiting
+		if waiting {
+			la.Write(http.StatusAccepted, "text/plain", []byte("late"))
+		}
+	}))
+	t.Cleanup(srv.Close)
+	return srv.Listener.Addr().String(), results
+}
+
+func TestTakeOverIfWaitingAnswersAWaitingClient(t *testing.T) {
+	answer := make(chan struct{})
+	close(answer)
+	addr, found := lateServer(t, answer)
+	res, err := http.Post("http://"+addr+"/", "text/plain", strings.NewReader("spans"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, err := io.ReadAll(res.Body)
+	res.Body.Close()
+	if err != nil || res.StatusCode != http.StatusAccepted || string(body) != "late" {
+		t.Fatalf("got %d %q, %v; want the late 202", res.StatusCode, body, err)
+	}
+	if !<-found {
+		t.Error("a waiting client was taken for gone")
+	}
+}
+
+func TestTakeOverIfWaitingSeesAClientGone(t *testing.T) {
+	answer := make(chan struct{})
+	addr, found := lateServer(t, answer)
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.WriteString(conn, "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nspans")
+	conn.Close() // the client gives up before the answer
+	close(answer)
+	select {
+	case waiting := <-found:
+		if waiting {
+			t.Error("a client that closed its connection was taken for waiting")
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the server never looked")
 	}
 }

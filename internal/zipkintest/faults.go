@@ -7,6 +7,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/tracingproxy/tracingproxy/internal/testutil"
 )
 
 // Mode is how a FaultyCollector answers.
@@ -226,7 +228,7 @@ func (f *FaultyCollector) serve(w http.ResponseWriter, r *http.Request) {
 		timer := time.NewTimer(fault.Delay)
 		select {
 		case <-timer.C:
-			a.Status, a.Accepted = f.commit(w, r, rec, err)
+			a.Status, a.Accepted = f.commitLate(w, r, rec, err)
 		case <-r.Context().Done():
 			timer.Stop()
 		case <-f.release:
@@ -248,19 +250,47 @@ func (f *FaultyCollector) commit(w http.ResponseWriter, r *http.Request, rec Rec
 	if r.Context().Err() != nil {
 		return 0, false
 	}
-	c := f.strict
-	c.mu.Lock()
-	if err != nil {
-		c.rejected = append(c.rejected, err)
-	} else {
-		c.accepted = append(c.accepted, rec)
-	}
-	c.mu.Unlock()
+	f.keep(rec, err)
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return http.StatusBadRequest, false
 	}
 	w.WriteHeader(http.StatusAccepted)
+	return http.StatusAccepted, true
+}
+
+// keep keeps a decoded request, or its error, as the strict Collector does.
+func (f *FaultyCollector) keep(rec Received, err error) {
+	c := f.strict
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if err != nil {
+		c.rejected = append(c.rejected, err)
+	} else {
+		c.accepted = append(c.accepted, rec)
+	}
+}
+
+// commitLate is commit for an answer after a delay, kept only when the
+// client still waits for it (testutil.TakeOverIfWaiting says why the
+// request's context cannot tell).
+func (f *FaultyCollector) commitLate(w http.ResponseWriter, r *http.Request, rec Received, err error) (int, bool) {
+	if r.Context().Err() != nil {
+		return 0, false
+	}
+	la, waiting, ok := testutil.TakeOverIfWaiting(w)
+	if !ok {
+		return f.commit(w, r, rec, err)
+	}
+	if !waiting {
+		return 0, false
+	}
+	f.keep(rec, err)
+	if err != nil {
+		la.Write(http.StatusBadRequest, "text/plain; charset=utf-8", []byte(err.Error()+"\n"))
+		return http.StatusBadRequest, false
+	}
+	la.Write(http.StatusAccepted, "text/plain; charset=utf-8", nil)
 	return http.StatusAccepted, true
 }
 
