@@ -1,6 +1,7 @@
 package testutil
 
 import (
+	"bufio"
 	"fmt"
 	"io"
 	"net"
@@ -138,15 +139,19 @@ func TestOurGoroutinesCountsOnlyThisProjectsCode(t *testing.T) {
 	if r.failed != "" {
 		t.Fatalf("a goroutine of test code counted as ours: %s", r.failed)
 	}
-	// One blocked in this package's code is.
-	var release atomic.Bool
-	go Eventually(&recorder{TB: t}, 5*time.Second, "the release", release.Load)
+	// One blocked in this package's code is: a late answer written to a
+	// client that does not read yet.
+	server, client := net.Pipe()
+	la := &LateAnswer{conn: server, buf: bufio.NewReadWriter(bufio.NewReader(server), bufio.NewWriter(server))}
+	go la.Write(http.StatusOK, "text/plain", []byte("late"))
 	r = &recorder{TB: t}
 	b.Settle(r, 30*time.Millisecond)
 	if !strings.Contains(r.failed, "tracingproxy goroutines") {
-		t.Fatalf("a goroutine running Eventually was not counted (got %q)", r.failed)
+		t.Fatalf("a goroutine blocked in LateAnswer.Write was not counted (got %q)", r.failed)
 	}
-	release.Store(true)
+	if _, err := io.Copy(io.Discard, client); err != nil {
+		t.Fatal(err)
+	}
 	r = &recorder{TB: t}
 	b.Settle(r, 5*time.Second)
 	if r.failed != "" {
