@@ -324,6 +324,11 @@ func (h *Handler) egressSpan(r *http.Request, e *egressCall, res *stitch.Result,
 		Status:   status,
 		Error:    h.capTag(errText),
 	}
+	if e.sink != nil {
+		// Its Exit span id in the inbound request's segment, as its sw8
+		// named it.
+		s.SegmentSpanID = e.out.SW.SpanID
+	}
 	if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
 		s.Peer, _ = repl.GetString(phUpstreamHostport)
 	}
