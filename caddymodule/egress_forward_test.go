@@ -215,7 +215,6 @@ func getURL(t *testing.T, u string) (*http.Response, string) {
 	return res, string(b)
 }
 
-
 // A config reload ends the tunnels of the handler it replaces: a tunnel
 // is not left relaying, and its goroutines end.
 func TestForwardProxyTunnelEndsOnReload(t *testing.T) {
