@@ -233,27 +233,26 @@ func (h *Handler) attribute(r *http.Request, in *headers.Result, e *egressCall) 
 		call.RequestID, e.reqID = sc.RequestID, sc.RequestID
 	}
 	if p.process {
-		call.PID = callerPID(p, r)
+		call.ConnKey, call.Conn = callerConn(r)
 	}
 	return p.reg.Attribute(call)
 }
 
-// callerPID resolves the process that opened the call's connection, nil
-// when the connection is unknown.
-func callerPID(p *pooledRegistry, r *http.Request) func() (int, error) {
+// callerConn is the connection the call came in on, from the service's
+// side, for method process; a nil key when it is unknown.
+func callerConn(r *http.Request) (any, stitch.Conn) {
 	ctx := r.Context()
 	conn, _ := ctx.Value(egressConnKey{}).(net.Conn)
 	la, _ := ctx.Value(http.LocalAddrContextKey).(net.Addr)
 	if conn == nil || la == nil {
-		return nil
+		return nil, stitch.Conn{}
 	}
 	local, ok := tcpAddrPort(la)
 	remote, err := netip.ParseAddrPort(r.RemoteAddr)
 	if !ok || err != nil {
-		return nil
+		return nil, stitch.Conn{}
 	}
-	c := stitch.Conn{Local: netip.AddrPortFrom(remote.Addr().Unmap(), remote.Port()), Remote: local}
-	return func() (int, error) { return p.procs.PID(conn, c) }
+	return conn, stitch.Conn{Local: netip.AddrPortFrom(remote.Addr().Unmap(), remote.Port()), Remote: local}
 }
 
 // egressContext decides the CLIENT span's context: a child of the

@@ -24,7 +24,9 @@ type flights struct {
 	head *flight
 }
 
-// flight is one watched request in flight; it lives in the request's
+// flight is one watched request: in flight while next runs, then what its
+// record is built from (finish, record and the span builders take it whole).
+// It lives in the request's
 // recordBuf.
 type flight struct {
 	prev, next *flight
@@ -36,6 +38,19 @@ type flight struct {
 	sr         *statusRecorder
 	start      time.Time
 	callStart  time.Time
+	// How the request ended, set when next returns or a shutdown cuts
+	// it; end is when the hop ended (for an upgraded connection, at the
+	// 101). What its spans show is filled in by record.
+	err error
+	end time.Time
+	outcome
+}
+
+// outcome is how a recorded request ended, as its spans tell it.
+type outcome struct {
+	status  int    // the status the client got
+	errText string // the error of the SERVER span
+	code    int    // the status of the last upstream response, 0 for none
 }
 
 func (fs *flights) add(f *flight) {
@@ -85,7 +100,8 @@ func (fs *flights) cutAll(h *Handler) int {
 		f := fs.head
 		fs.unlinkLocked(f)
 		f.cut = true
-		h.finish(f.b, f.r, f.t, f.sr, errCutAtShutdown, f.start, f.callStart, end)
+		f.err, f.end = errCutAtShutdown, end
+		h.finish(f)
 		n++
 	}
 	return n

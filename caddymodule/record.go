@@ -74,7 +74,8 @@ type recordBuf struct {
 }
 
 // record builds the exporter record of a finished request.
-func (h *Handler) record(b *recordBuf, r *http.Request, t *hop, sr *statusRecorder, err error, start, callStart, end time.Time) *exporter.Record {
+func (h *Handler) record(f *flight) *exporter.Record {
+	b, r, t, sr, start, callStart, end := f.b, f.r, f.t, f.sr, f.start, f.callStart, f.end
 	rec := &b.rec
 	rec.Service = h.ServiceName
 	rec.Instance = h.Instance
@@ -100,7 +101,8 @@ func (h *Handler) record(b *recordBuf, r *http.Request, t *hop, sr *statusRecord
 		rec.Parent = t.in.SW
 	}
 
-	status, errText := finalStatus(sr, err)
+	f.status, f.errText = finalStatus(sr, f.err)
+	f.code = 0
 
 	if t.name == "" {
 		t.name = h.spanName(r, t)
@@ -133,8 +135,8 @@ func (h *Handler) record(b *recordBuf, r *http.Request, t *hop, sr *statusRecord
 		Name:     name,
 		Start:    start,
 		Duration: end.Sub(start),
-		Status:   status,
-		Error:    capTag(errText),
+		Status:   f.status,
+		Error:    capTag(f.errText),
 		Peer:     t.peer,
 		Tags:     tags,
 	}
@@ -158,9 +160,9 @@ func (h *Handler) record(b *recordBuf, r *http.Request, t *hop, sr *statusRecord
 	// A gRPC call's outcome is its grpc-status, whatever the HTTP status.
 	if t.grpc = grpcStatus(sr.Header()); t.grpc.code != "" {
 		rec.Server.Tags = append(rec.Server.Tags, exporter.Tag{Key: exporter.TagGRPCStatusCode, Value: t.grpc.code})
-		if t.grpc.failed() && errText == "" {
-			errText = t.grpc.errorText()
-			rec.Server.Error = capTag(errText)
+		if t.grpc.failed() && f.errText == "" {
+			f.errText = t.grpc.errorText()
+			rec.Server.Error = capTag(f.errText)
 		}
 	}
 
@@ -177,12 +179,11 @@ func (h *Handler) record(b *recordBuf, r *http.Request, t *hop, sr *statusRecord
 			h.state.lastUpstream.Store(&upstream)
 		}
 	}
-	code := 0 // the status of the last upstream response
 	if v, ok := repl.Get(phUpstreamStatus); ok {
-		code, _ = v.(int)
+		f.code, _ = v.(int)
 	}
 	if len(t.attempts) > 0 {
-		rec.Clients = h.withSession(r, t, sr, h.attemptSpans(b, t, name, err, errText, code))
+		rec.Clients = h.withSession(f, h.attemptSpans(f))
 		return rec
 	}
 	// next answered without a traced RoundTrip (a transport net/http does
@@ -194,8 +195,8 @@ func (h *Handler) record(b *recordBuf, r *http.Request, t *hop, sr *statusRecord
 		Name:     name,
 		Start:    callStart,
 		Duration: end.Sub(callStart),
-		Status:   status,
-		Error:    capTag(errText),
+		Status:   f.status,
+		Error:    capTag(f.errText),
 		Peer:     upstream,
 		Tags:     b.tags[0:2:2],
 	}
@@ -205,25 +206,26 @@ func (h *Handler) record(b *recordBuf, r *http.Request, t *hop, sr *statusRecord
 			cs.Duration = d
 		}
 	}
-	if code != 0 {
-		cs.Status = code
-		if code < 500 && err == nil {
+	if f.code != 0 {
+		cs.Status = f.code
+		if f.code < 500 && f.err == nil {
 			cs.Error = ""
 		}
 	}
 	b.clients[0] = cs
-	rec.Clients = h.withSession(r, t, sr, b.clients[:1])
+	rec.Clients = h.withSession(f, b.clients[:1])
 	return rec
 }
 
 // withSession appends the session span of an upgraded connection to the
 // CLIENT spans.
-func (h *Handler) withSession(r *http.Request, t *hop, sr *statusRecorder, spans []exporter.Span) []exporter.Span {
-	ss := sr.session.Load()
+func (h *Handler) withSession(f *flight, spans []exporter.Span) []exporter.Span {
+	ss := f.sr.session.Load()
 	if ss == nil {
 		return spans
 	}
-	s := h.sessionSpan(t, ss, r.Header.Get("Upgrade"), h.routeOf(t), t.stop)
+	t := f.t
+	s := h.sessionSpan(t, ss, f.r.Header.Get("Upgrade"), h.routeOf(t), t.stop)
 	if h.segments {
 		s.ID = headers.SpanIDFromSW(t.out.SW.SegmentID, int32(len(spans)+1))
 	} else {
@@ -243,7 +245,8 @@ var resendCounts = [maxAttempts]string{"0", "1", "2", "3", "4", "5", "6", "7"}
 // last one). The others get ids of their own. With SkyWalking segments
 // that attempt is Exit span 1, the span our sw8 named, and the others
 // follow in time order; otherwise all are in time order.
-func (h *Handler) attemptSpans(b *recordBuf, t *hop, name string, err error, errText string, code int) []exporter.Span {
+func (h *Handler) attemptSpans(f *flight) []exporter.Span {
+	b, t := f.b, f.t
 	as := t.attempts
 	last := len(as) - 1
 	carrier := last
@@ -255,14 +258,14 @@ func (h *Handler) attemptSpans(b *recordBuf, t *hop, name string, err error, err
 	}
 	spans := b.clients[:0]
 	if h.segments {
-		spans = append(spans, h.attemptSpan(b, t, &as[carrier], 0, carrier == last, name, err, errText, code))
+		spans = append(spans, h.attemptSpan(f, &as[carrier], 0, carrier == last))
 		spans[0].ID = t.out.SpanID
 	}
 	for i := range as {
 		if h.segments && i == carrier {
 			continue
 		}
-		s := h.attemptSpan(b, t, &as[i], len(spans), i == last, name, err, errText, code)
+		s := h.attemptSpan(f, &as[i], len(spans), i == last)
 		switch {
 		case i == carrier:
 			s.ID = t.out.SpanID
@@ -278,11 +281,12 @@ func (h *Handler) attemptSpans(b *recordBuf, t *hop, name string, err error, err
 
 // attemptSpan is the CLIENT span of one attempt, the k-th of the record;
 // final says it is the attempt whose outcome next returned.
-func (h *Handler) attemptSpan(b *recordBuf, t *hop, a *attempt, k int, final bool, name string, err error, errText string, code int) exporter.Span {
+func (h *Handler) attemptSpan(f *flight, a *attempt, k int, final bool) exporter.Span {
+	b, t, err, errText, code := f.b, f.t, f.err, f.errText, f.code
 	s := exporter.Span{
 		Kind:     exporter.KindClient,
 		ParentID: t.serverID,
-		Name:     name,
+		Name:     t.name,
 		Start:    a.start,
 		Duration: a.end.Sub(a.start),
 		Peer:     a.addr,

@@ -3,13 +3,12 @@ package caddymodule
 import (
 	"fmt"
 	"net/http"
-	"runtime"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/tracingproxy/tracingproxy/internal/testutil"
 	"github.com/tracingproxy/tracingproxy/internal/zipkintest"
 )
 
@@ -37,7 +36,7 @@ func TestReloadsKeepQueuesAndLoseNothing(t *testing.T) {
 	_ = tester
 	get(t, "/warm", nil)
 	flushQueues(t)
-	baseline := ourGoroutines()
+	baseline := testutil.OurGoroutines()
 
 	var answered atomic.Int64
 	stop := make(chan struct{})
@@ -85,18 +84,7 @@ func TestReloadsKeepQueuesAndLoseNothing(t *testing.T) {
 
 	// Caddy's reverse_proxy keeps idle upstream connections of old
 	// configurations until they time out; ours must not grow at all.
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		g := ourGoroutines()
-		if g <= baseline {
-			break
-		}
-		if time.Now().After(deadline) {
-			buf := make([]byte, 1<<20)
-			t.Fatalf("tracingproxy goroutines grew from %d to %d over 50 reloads:\n%s", baseline, g, buf[:runtime.Stack(buf, true)])
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	baseline.Settle(t, 5*time.Second)
 	queues := 0
 	queuePool.Range(func(_, v any) bool { queues++; return true })
 	if queues != 1 {
@@ -132,18 +120,4 @@ func TestStopFlushesQueuedSpans(t *testing.T) {
 	if d := time.Since(start); d > 3*time.Second+2*time.Second {
 		t.Errorf("stop took %s, flush_timeout is 3s", d)
 	}
-}
-
-// ourGoroutines counts the goroutines running tracingproxy code (tests
-// aside).
-func ourGoroutines() int {
-	buf := make([]byte, 8<<20)
-	buf = buf[:runtime.Stack(buf, true)]
-	n := 0
-	for _, g := range strings.Split(string(buf), "\n\n") {
-		if strings.Contains(g, "github.com/tracingproxy/tracingproxy/") && !strings.Contains(g, "_test.go") {
-			n++
-		}
-	}
-	return n
 }

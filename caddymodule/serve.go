@@ -184,24 +184,26 @@ func (h *Handler) land(b *recordBuf, err error, end time.Time) {
 	if !h.flights.remove(f) {
 		return
 	}
-	h.finish(b, f.r, f.t, f.sr, err, f.start, f.callStart, end)
+	f.err, f.end = err, end
+	h.finish(f)
 }
 
 // finish decides whether a watched request is exported (head-sampled, or
 // kept after the fact), counts the decision and enqueues the record.
-func (h *Handler) finish(b *recordBuf, r *http.Request, t *hop, sr *statusRecorder, err error, start, callStart, end time.Time) {
-	t.stop = end
-	if ss := sr.session.Load(); ss != nil {
+func (h *Handler) finish(f *flight) {
+	b, t := f.b, f.t
+	t.stop = f.end
+	if ss := f.sr.session.Load(); ss != nil {
 		// An upgraded connection: the hop ended at the 101, and the
 		// relay that followed is its session span.
-		end = ss.start
+		f.end = ss.start
 	}
-	t.attempts = t.att.end(end)
+	t.attempts = t.att.end(f.end)
 	if !t.decision.Sample {
 		// Deferred keep: the head said no, but a failed or slow request
 		// is exported anyway, marked with why.
-		status, _ := finalStatus(sr, err)
-		reason := h.keep.keep(status, end.Sub(start))
+		status, _ := finalStatus(f.sr, f.err)
+		reason := h.keep.keep(status, f.end.Sub(f.start))
 		if reason == "" {
 			h.metrics.countDecision(t.decision)
 			if b.egress != nil {
@@ -212,7 +214,7 @@ func (h *Handler) finish(b *recordBuf, r *http.Request, t *hop, sr *statusRecord
 		t.decision = sampler.Decision{Sample: true, Reason: reason}
 	}
 	h.metrics.countDecision(t.decision)
-	h.enqueue(b, h.record(b, r, t, sr, err, start, callStart, end))
+	h.enqueue(b, h.record(f))
 }
 
 // spanName is the operation name: span_name with r's placeholders

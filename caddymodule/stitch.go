@@ -213,7 +213,7 @@ func acquireRegistry(name string, s *Stitch, key string, methods []stitch.Method
 			p.procs.OnUnavailable = func(err error) {
 				logger.Warn("stitch method process skipped: /proc cannot be read", zap.Error(err))
 			}
-			cfg.Resolve = p.procs.PID
+			cfg.Procs = p.procs
 		}
 		p.reg = stitch.NewRegistry(cfg)
 		return p, nil

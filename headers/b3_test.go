@@ -35,6 +35,7 @@ func b3Codecs(t testing.TB) []Codec {
 }
 
 func TestB3ExtractValid(t *testing.T) {
+	t.Parallel()
 	tid := wbTraceID(t, b3TestTraceID)
 	tid64 := wbTraceID(t, b3TestTraceID64)
 	sid, pid := wbSpanID(t, b3TestSpanID), wbSpanID(t, b3TestParentID)
@@ -229,6 +230,7 @@ func b3InvalidCases() []struct {
 }
 
 func TestB3ExtractInvalid(t *testing.T) {
+	t.Parallel()
 	for _, tt := range b3InvalidCases() {
 		t.Run(tt.name, func(t *testing.T) {
 			for _, c := range b3Codecs(t) {
@@ -246,6 +248,7 @@ func TestB3ExtractInvalid(t *testing.T) {
 }
 
 func TestB3Absent(t *testing.T) {
+	t.Parallel()
 	tests := map[string]http.Header{
 		"no headers":      {},
 		"w3c only":        hdrWB("traceparent", w3cTestParent),
@@ -265,6 +268,7 @@ func TestB3Absent(t *testing.T) {
 }
 
 func TestB3Inject(t *testing.T) {
+	t.Parallel()
 	tid := wbTraceID(t, b3TestTraceID)
 	tid64 := wbTraceID(t, b3TestTraceID64)
 	sid, pid := wbSpanID(t, b3TestSpanID), wbSpanID(t, b3TestParentID)
@@ -347,6 +351,7 @@ func TestB3Inject(t *testing.T) {
 // Re-emitting what was extracted gives back the same headers, the 64-bit
 // width included.
 func TestB3RoundTrip(t *testing.T) {
+	t.Parallel()
 	tests := []http.Header{
 		hdrWB("X-B3-TraceId", b3TestTraceID, "X-B3-SpanId", b3TestSpanID, "X-B3-ParentSpanId", b3TestParentID, "X-B3-Sampled", "1"),
 		hdrWB("X-B3-TraceId", b3TestTraceID64, "X-B3-SpanId", b3TestSpanID, "X-B3-Sampled", "0"),
@@ -386,6 +391,7 @@ func TestB3RoundTrip(t *testing.T) {
 }
 
 func TestB3Fields(t *testing.T) {
+	t.Parallel()
 	want := []string{"B3", "X-B3-Traceid", "X-B3-Spanid", "X-B3-Parentspanid", "X-B3-Sampled", "X-B3-Flags"}
 	for _, c := range b3Codecs(t) {
 		got := c.Fields()
@@ -482,6 +488,7 @@ func otelB3(h http.Header, enc b3.Encoding) (trace.SpanContext, http.Header) {
 //   - it treats a sampling-only header (b3: 0) as no context; we return a
 //     valid sampling-only context (see TestB3OpenTelemetryDisagreements).
 func TestB3MatchesOpenTelemetry(t *testing.T) {
+	t.Parallel()
 	tid, sid, pid := b3TestTraceID, b3TestSpanID, b3TestParentID
 	tests := []struct {
 		name string
@@ -542,6 +549,7 @@ func TestB3MatchesOpenTelemetry(t *testing.T) {
 // TestB3OpenTelemetryDisagreements pins each known difference from the
 // reference, with the B3 specification's reason for ours.
 func TestB3OpenTelemetryDisagreements(t *testing.T) {
+	t.Parallel()
 	t.Run("parent span id kept", func(t *testing.T) {
 		// Spec: ParentSpanId is part of the context. otel validates and drops it.
 		h := hdrWB("X-B3-TraceId", b3TestTraceID, "X-B3-SpanId", b3TestSpanID, "X-B3-ParentSpanId", b3TestParentID, "X-B3-Sampled", "1")

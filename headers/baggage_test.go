@@ -90,6 +90,7 @@ func manyMembers(n, width int) string {
 }
 
 func TestBaggageExtractValid(t *testing.T) {
+	t.Parallel()
 	c := mcodec(t, FormatBaggage)
 	tests := []struct {
 		name   string
@@ -126,6 +127,7 @@ func TestBaggageExtractValid(t *testing.T) {
 }
 
 func TestBaggageExtractInvalidMembersDropped(t *testing.T) {
+	t.Parallel()
 	c := mcodec(t, FormatBaggage)
 	tests := []struct {
 		name  string
@@ -212,6 +214,7 @@ func TestBaggageLimits(t *testing.T) {
 }
 
 func TestBaggageInjectSanitizes(t *testing.T) {
+	t.Parallel()
 	c := mcodec(t, FormatBaggage)
 	tests := []struct {
 		name    string
@@ -280,6 +283,7 @@ func TestBaggageExtractAllocs(t *testing.T) {
 // precedence: the trace context comes from the winning format and the
 // baggage is added to it, whatever the order of the extract list.
 func TestBaggageMergesIntoWinner(t *testing.T) {
+	t.Parallel()
 	h := mhdr("traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", "baggage", "userId=alice")
 	for _, order := range [][]string{{"baggage", "w3c"}, {"w3c", "baggage"}} {
 		t.Run(strings.Join(order, ","), func(t *testing.T) {
@@ -332,6 +336,7 @@ func TestBaggageMergeAllocsThroughPropagator(t *testing.T) {
 // TestBaggageCrossFormat checks that the three baggage encodings map to one
 // representation: what one reads, the others write.
 func TestBaggageCrossFormat(t *testing.T) {
+	t.Parallel()
 	ids := SpanContext{TraceID: TraceID{15: 1}, SpanID: SpanID{7: 2}, Sampling: SamplingAccept}
 	w3c, jaeger, ot := mcodec(t, FormatBaggage), mcodec(t, FormatJaeger), mcodec(t, FormatOT)
 	t.Run("w3c to uberctx and ot-baggage", func(t *testing.T) {
@@ -425,6 +430,7 @@ func TestBaggageCrossFormat(t *testing.T) {
 // go.opentelemetry.io/otel/propagation.Baggage. Where they disagree the
 // specification wins; each case says why.
 func TestBaggageMatchesOpenTelemetry(t *testing.T) {
+	t.Parallel()
 	c := mcodec(t, FormatBaggage)
 	tests := []struct {
 		name     string

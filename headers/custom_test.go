@@ -19,6 +19,7 @@ func mCustom(t testing.TB, uuid bool) Codec {
 }
 
 func TestCustomConfig(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name string
 		cfg  CustomConfig
@@ -47,6 +48,7 @@ func TestCustomConfig(t *testing.T) {
 }
 
 func TestCustomExtractValid(t *testing.T) {
+	t.Parallel()
 	c := mCustom(t, false)
 	tests := []struct {
 		name     string
@@ -80,6 +82,7 @@ func TestCustomExtractValid(t *testing.T) {
 }
 
 func TestCustomExtractInvalid(t *testing.T) {
+	t.Parallel()
 	c := mCustom(t, false)
 	tests := []struct {
 		name string
@@ -112,6 +115,7 @@ func TestCustomExtractInvalid(t *testing.T) {
 }
 
 func TestCustomInject(t *testing.T) {
+	t.Parallel()
 	sc := SpanContext{TraceID: mTraceID(t, jgTraceID), SpanID: mSpanID(t, jgSpanID), ParentID: mSpanID(t, "1"), Sampling: SamplingDebug}
 	h := minject(mCustom(t, false), &sc)
 	want := map[string]string{"X-Trace-Id": jgTraceID, "X-Span-Id": jgSpanID, "X-Parent-Id": "0000000000000001", "X-Sampled": "1"}
@@ -137,6 +141,7 @@ func TestCustomInject(t *testing.T) {
 }
 
 func TestCustomRoundTrip(t *testing.T) {
+	t.Parallel()
 	for _, uuid := range []bool{false, true} {
 		c := mCustom(t, uuid)
 		var sc SpanContext

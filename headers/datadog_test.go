@@ -14,6 +14,7 @@ func ddHeaders(trace, parent string, kv ...string) http.Header {
 }
 
 func TestDatadogExtractValid(t *testing.T) {
+	t.Parallel()
 	c := mcodec(t, FormatDatadog)
 	tests := []struct {
 		name     string
@@ -58,6 +59,7 @@ func TestDatadogExtractValid(t *testing.T) {
 }
 
 func TestDatadogExtractInvalid(t *testing.T) {
+	t.Parallel()
 	c := mcodec(t, FormatDatadog)
 	tests := []struct {
 		name string
@@ -92,6 +94,7 @@ func TestDatadogExtractInvalid(t *testing.T) {
 }
 
 func TestDatadogInject(t *testing.T) {
+	t.Parallel()
 	c := mcodec(t, FormatDatadog)
 	sid := mSpanID(t, "3ade68b1")
 	tid64 := mTraceID(t, "112210f47de98115")
@@ -136,6 +139,7 @@ func TestDatadogInject(t *testing.T) {
 }
 
 func TestDatadogRoundTrip(t *testing.T) {
+	t.Parallel()
 	c := mcodec(t, FormatDatadog)
 	for _, h := range []http.Header{
 		ddHeaders("1234567890123456789", "987654321", "x-datadog-sampling-priority", "1", "x-datadog-origin", "synthetics"),

@@ -6,6 +6,7 @@ import (
 )
 
 func TestParseTraceIDValid(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name  string
 		in    string
@@ -50,6 +51,7 @@ func TestParseTraceIDValid(t *testing.T) {
 }
 
 func TestParseTraceIDInvalid(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name string
 		in   string
@@ -79,6 +81,7 @@ func TestParseTraceIDInvalid(t *testing.T) {
 }
 
 func TestParseSpanID(t *testing.T) {
+	t.Parallel()
 	valid := []string{"00f067aa0ba902b7", "0000000000000001", "ffffffffffffffff"}
 	for _, in := range valid {
 		t.Run("valid "+in, func(t *testing.T) {

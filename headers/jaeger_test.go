@@ -37,6 +37,7 @@ func mSpanID(t testing.TB, s string) SpanID {
 }
 
 func TestJaegerExtractValid(t *testing.T) {
+	t.Parallel()
 	c := mcodec(t, FormatJaeger)
 	tests := []struct {
 		name     string
@@ -102,6 +103,7 @@ var jaegerInvalidCases = []struct {
 }
 
 func TestJaegerExtractInvalid(t *testing.T) {
+	t.Parallel()
 	c := mcodec(t, FormatJaeger)
 	for _, tt := range jaegerInvalidCases {
 		t.Run(tt.name, func(t *testing.T) {
@@ -136,6 +138,7 @@ func TestJaegerFirstFieldWins(t *testing.T) {
 }
 
 func TestJaegerInject(t *testing.T) {
+	t.Parallel()
 	c := mcodec(t, FormatJaeger)
 	tid, sid := mTraceID(t, jgTraceID), mSpanID(t, jgSpanID)
 	tests := []struct {
@@ -167,6 +170,7 @@ func TestJaegerInject(t *testing.T) {
 }
 
 func TestJaegerRoundTrip(t *testing.T) {
+	t.Parallel()
 	c := mcodec(t, FormatJaeger)
 	for _, v := range []string{jgTraceID + ":" + jgSpanID + ":0:1", "a3ce929d0e0e4736:" + jgSpanID + ":0:0", jgTraceID + ":" + jgSpanID + ":0:3"} {
 		h := mhdr("uber-trace-id", v, "uberctx-user", "a b", "uberctx-tenant", "t+1")
@@ -219,6 +223,7 @@ func otelJaeger(v string) trace.SpanContext {
 // go.opentelemetry.io/contrib/propagators/jaeger. The spec (Jaeger's client
 // documentation) wins where they disagree; each case says why.
 func TestJaegerMatchesOpenTelemetry(t *testing.T) {
+	t.Parallel()
 	c := mcodec(t, FormatJaeger)
 	tests := []struct {
 		value    string

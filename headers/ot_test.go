@@ -14,6 +14,7 @@ import (
 )
 
 func TestOTExtractValid(t *testing.T) {
+	t.Parallel()
 	c := mcodec(t, FormatOT)
 	tests := []struct {
 		name     string
@@ -47,6 +48,7 @@ func TestOTExtractValid(t *testing.T) {
 }
 
 func TestOTExtractInvalid(t *testing.T) {
+	t.Parallel()
 	c := mcodec(t, FormatOT)
 	tests := []struct {
 		name string
@@ -77,6 +79,7 @@ func TestOTExtractInvalid(t *testing.T) {
 }
 
 func TestOTInject(t *testing.T) {
+	t.Parallel()
 	c := mcodec(t, FormatOT)
 	tid, sid := mTraceID(t, jgTraceID), mSpanID(t, jgSpanID)
 	tests := []struct {
@@ -141,6 +144,7 @@ func TestOTExtractAllocs(t *testing.T) {
 // TestOTMatchesOpenTelemetry compares extraction, baggage included, with
 // go.opentelemetry.io/contrib/propagators/ot; each disagreement says why.
 func TestOTMatchesOpenTelemetry(t *testing.T) {
+	t.Parallel()
 	c := mcodec(t, FormatOT)
 	tests := []struct {
 		name     string

@@ -21,6 +21,7 @@ func mPrefix(t testing.TB, prefix string) Codec {
 }
 
 func TestNewPrefixBaggageCodecValid(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name   string
 		prefix string
@@ -52,6 +53,7 @@ func TestNewPrefixBaggageCodecValid(t *testing.T) {
 }
 
 func TestNewPrefixBaggageCodecInvalid(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name   string
 		prefix string
@@ -86,6 +88,7 @@ func TestNewPrefixBaggageCodecInvalid(t *testing.T) {
 }
 
 func TestPrefixBaggageExtractValid(t *testing.T) {
+	t.Parallel()
 	c := mPrefix(t, "X-Baggage-")
 	tests := []struct {
 		name string
@@ -120,6 +123,7 @@ func TestPrefixBaggageExtractValid(t *testing.T) {
 }
 
 func TestPrefixBaggageExtractInvalid(t *testing.T) {
+	t.Parallel()
 	c := mPrefix(t, "X-Baggage-")
 	tests := []struct {
 		name string
@@ -151,6 +155,7 @@ func TestPrefixBaggageExtractInvalid(t *testing.T) {
 // TestPrefixBaggageLimits checks that members beyond 64 or 8192 bytes are
 // dropped whole, in the order of the header names.
 func TestPrefixBaggageLimits(t *testing.T) {
+	t.Parallel()
 	c := mPrefix(t, "X-Baggage-")
 	t.Run("65 members", func(t *testing.T) {
 		h := http.Header{}
@@ -215,6 +220,7 @@ func TestPrefixBaggageLimits(t *testing.T) {
 // the winner's (Jaeger uberctx-*), then the prefixed ones whose key is new,
 // whatever the configured order of the mergers.
 func TestPrefixBaggageMergeOrder(t *testing.T) {
+	t.Parallel()
 	jaeger, w3c, prefix := mcodec(t, FormatJaeger), mcodec(t, FormatBaggage), mPrefix(t, "X-Baggage-")
 	h := mhdr("uber-trace-id", "4bf92f3577b34da6:00f067aa0ba902b7:0:1",
 		"uberctx-user", "bob", "uberctx-tenant", "t1",

@@ -24,6 +24,7 @@ func propagatorOf(t testing.TB, extract, inject []string) *Propagator {
 }
 
 func TestPropagatorExtractPrecedence(t *testing.T) {
+	t.Parallel()
 	w3cTID := wbTraceID(t, w3cTestTraceID)
 	b3TID := wbTraceID(t, b3TestTraceID)
 	b3Multi := func(tid string) []string {
@@ -240,6 +241,7 @@ func TestWriter(t *testing.T) {
 }
 
 func TestCodecsAndFormats(t *testing.T) {
+	t.Parallel()
 	cs, err := Codecs([]string{"b3single", "w3c", "b3"})
 	if err != nil {
 		t.Fatal(err)

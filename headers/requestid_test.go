@@ -22,6 +22,7 @@ func mRequestID(t testing.TB, header string, generate bool, maxLen int) Codec {
 }
 
 func TestRequestIDPassThrough(t *testing.T) {
+	t.Parallel()
 	c := mRequestID(t, "", false, 0)
 	if f := c.Fields(); len(f) != 1 || f[0] != "X-Request-Id" || c.Format() != FormatRequestID {
 		t.Fatalf("Fields %q Format %v", f, c.Format())
@@ -53,6 +54,7 @@ func TestRequestIDPassThrough(t *testing.T) {
 }
 
 func TestRequestIDInvalid(t *testing.T) {
+	t.Parallel()
 	for _, generate := range []bool{false, true} {
 		c := mRequestID(t, "X-Correlation-ID", generate, 16)
 		tests := []struct {

@@ -206,6 +206,7 @@ func TestSW6Inject(t *testing.T) {
 }
 
 func TestSW6InjectSkips(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name   string
 		modify func(*SpanContext)

@@ -72,6 +72,7 @@ func sw8OfLen(n int) (refSW8, string) {
 }
 
 func TestSW8ExtractValid(t *testing.T) {
+	t.Parallel()
 	long, longValue := sw8OfLen(swMaxLen - 1)
 	tests := []struct {
 		name     string
@@ -347,6 +348,7 @@ func TestSW8InjectVectors(t *testing.T) {
 }
 
 func TestSW8InjectSkips(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name   string
 		modify func(*SpanContext)
@@ -376,6 +378,7 @@ func TestSW8InjectSkips(t *testing.T) {
 // TestSWInjectLengthLimit grows the endpoint one byte at a time: every value
 // written must stay below 2 KiB, and the longest must come close to it.
 func TestSWInjectLengthLimit(t *testing.T) {
+	t.Parallel()
 	for _, c := range []Codec{sw8Codec{}, sw6Codec{}} {
 		t.Run(c.Format().String(), func(t *testing.T) {
 			header := c.Fields()[0]
@@ -509,6 +512,7 @@ func TestSW8OneTraceAcrossProxies(t *testing.T) {
 }
 
 func TestSW8PropagatorConflict(t *testing.T) {
+	t.Parallel()
 	w3c, err := NewCodec(FormatW3C)
 	if err != nil {
 		t.Fatal(err)
@@ -572,6 +576,7 @@ func TestSW8PropagatorConflict(t *testing.T) {
 }
 
 func TestSWBase64MatchesStdlib(t *testing.T) {
+	t.Parallel()
 	inputs := []string{"", "a", "ab", "abc", "abcd", "\x00\xff\xfe", "订单", strings.Repeat("xyz", 100)}
 	for _, in := range inputs {
 		enc := string(appendBase64(nil, in))

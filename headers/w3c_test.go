@@ -60,6 +60,7 @@ func w3cOnly(t testing.TB) *Propagator {
 }
 
 func TestW3CExtractValid(t *testing.T) {
+	t.Parallel()
 	tid, sid := w3cTestTraceID, w3cTestSpanID
 	tests := []struct {
 		name        string
@@ -153,6 +154,7 @@ func w3cInvalidCases() []struct {
 }
 
 func TestW3CExtractInvalid(t *testing.T) {
+	t.Parallel()
 	p := w3cOnly(t)
 	for _, tt := range w3cInvalidCases() {
 		t.Run(tt.name, func(t *testing.T) {
@@ -176,6 +178,7 @@ func TestW3CExtractInvalid(t *testing.T) {
 }
 
 func TestW3CAbsent(t *testing.T) {
+	t.Parallel()
 	tests := map[string]http.Header{
 		"no headers":          {},
 		"tracestate only":     hdrWB("tracestate", "congo=t61rcWkgMzE"),
@@ -221,6 +224,7 @@ func tsMembers(n int) []string {
 }
 
 func TestTracestateKeyGrammar(t *testing.T) {
+	t.Parallel()
 	valid := map[string]string{
 		"lowercase":         "congo",
 		"leading digit":     "0abc",
@@ -262,6 +266,7 @@ func TestTracestateKeyGrammar(t *testing.T) {
 }
 
 func TestTracestateValueGrammar(t *testing.T) {
+	t.Parallel()
 	valid := map[string]string{
 		"spec example":          "t61rcWkgMzE",
 		"inner space":           "a b",
@@ -380,6 +385,7 @@ func TestTracestateMemberLimit(t *testing.T) {
 }
 
 func TestTracestateEmptyMembers(t *testing.T) {
+	t.Parallel()
 	tests := map[string]struct {
 		fields []string
 		want   string
@@ -401,6 +407,7 @@ func TestTracestateEmptyMembers(t *testing.T) {
 }
 
 func TestTracestateInvalidMemberDropsWholeHeader(t *testing.T) {
+	t.Parallel()
 	tests := map[string][]string{
 		"bad key first":    {"A=1,b=2"},
 		"bad value last":   {"a=1,b=2,c=x=y"},
@@ -420,6 +427,7 @@ func TestTracestateInvalidMemberDropsWholeHeader(t *testing.T) {
 }
 
 func TestTracestateMultipleFieldsJoined(t *testing.T) {
+	t.Parallel()
 	tests := map[string]struct {
 		fields []string
 		want   string
@@ -453,6 +461,7 @@ func TestTracestateNotParsedWhenTraceparentInvalid(t *testing.T) {
 func tsMember(k string, n int) string { return k + "=" + strings.Repeat("x", n-len(k)-1) }
 
 func TestTracestateTruncation(t *testing.T) {
+	t.Parallel()
 	long1, long2 := tsMember("long1", 200), tsMember("long2", 150)
 	tests := []struct {
 		name    string
@@ -527,6 +536,7 @@ func TestTracestateTruncation(t *testing.T) {
 }
 
 func TestW3CInject(t *testing.T) {
+	t.Parallel()
 	tid, sid := wbTraceID(t, w3cTestTraceID), wbSpanID(t, w3cTestSpanID)
 	ids := func(sc SpanContext) SpanContext { sc.TraceID, sc.SpanID = tid, sid; return sc }
 	base := "00-" + w3cTestTraceID + "-" + w3cTestSpanID + "-"
@@ -573,6 +583,7 @@ func TestW3CInject(t *testing.T) {
 }
 
 func TestW3CInjectWithoutIDs(t *testing.T) {
+	t.Parallel()
 	tests := map[string]SpanContext{
 		"sampling only":   {Sampling: SamplingDeny},
 		"trace id only":   {TraceID: wbTraceID(t, w3cTestTraceID), Sampling: SamplingAccept, TraceState: "a=1"},
@@ -594,6 +605,7 @@ func TestW3CInjectWithoutIDs(t *testing.T) {
 // sampled and random flags and the tracestate; a future version comes back
 // as 00 with only known flags.
 func TestW3CRoundTrip(t *testing.T) {
+	t.Parallel()
 	tests := []struct{ in, out string }{
 		{w3cTestParent, w3cTestParent},
 		{"00-" + w3cTestTraceID + "-" + w3cTestSpanID + "-02", "00-" + w3cTestTraceID + "-" + w3cTestSpanID + "-02"},
@@ -623,6 +635,7 @@ func TestW3CRoundTrip(t *testing.T) {
 }
 
 func TestW3CFields(t *testing.T) {
+	t.Parallel()
 	c := w3cCodec{}
 	f := c.Fields()
 	if len(f) != 2 || f[0] != "Traceparent" || f[1] != "Tracestate" {
@@ -717,6 +730,7 @@ func otelW3C(h http.Header) (trace.SpanContext, http.Header) {
 // The known differences, where the specification wins, are pinned in
 // TestW3COpenTelemetryDisagreements.
 func TestW3CMatchesOpenTelemetry(t *testing.T) {
+	t.Parallel()
 	ids := w3cTestTraceID + "-" + w3cTestSpanID
 	tests := []struct {
 		name, traceparent, tracestate string
@@ -773,6 +787,7 @@ func TestW3CMatchesOpenTelemetry(t *testing.T) {
 // TestW3COpenTelemetryDisagreements pins each known difference from
 // OpenTelemetry's TraceContext, with the reason the specification gives ours.
 func TestW3COpenTelemetryDisagreements(t *testing.T) {
+	t.Parallel()
 	ids := w3cTestTraceID + "-" + w3cTestSpanID
 	tests := []struct {
 		name        string
@@ -838,6 +853,7 @@ func TestW3COpenTelemetryDisagreements(t *testing.T) {
 // the codec. kept is the trace id's fate; state is the tracestate kept, or
 // "-" when the case only checks that the context is not continued.
 func TestW3CConformanceVectors(t *testing.T) {
+	t.Parallel()
 	const (
 		tid = "12345678901234567890123456789012"
 		pid = "1234567890123456"

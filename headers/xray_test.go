@@ -19,6 +19,7 @@ const (
 )
 
 func TestXRayExtractValid(t *testing.T) {
+	t.Parallel()
 	c := mcodec(t, FormatXRay)
 	tests := []struct {
 		name     string
@@ -56,6 +57,7 @@ func TestXRayExtractValid(t *testing.T) {
 }
 
 func TestXRayExtractInvalid(t *testing.T) {
+	t.Parallel()
 	c := mcodec(t, FormatXRay)
 	p := ";Parent=" + xrParent
 	tests := []struct {
@@ -98,6 +100,7 @@ func TestXRayExtractInvalid(t *testing.T) {
 }
 
 func TestXRayInject(t *testing.T) {
+	t.Parallel()
 	c := mcodec(t, FormatXRay)
 	tid, sid := mTraceID(t, xrTrace), mSpanID(t, xrParent)
 	base := "Root=" + xrRoot + ";Parent=" + xrParent
@@ -167,6 +170,7 @@ func TestXRayExtractAllocs(t *testing.T) {
 // go.opentelemetry.io/contrib/propagators/aws/xray; each disagreement says
 // why.
 func TestXRayMatchesOpenTelemetry(t *testing.T) {
+	t.Parallel()
 	c := mcodec(t, FormatXRay)
 	p := ";Parent=" + xrParent
 	tests := []struct {

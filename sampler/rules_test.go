@@ -18,6 +18,7 @@ func newRequest(method, target string, header ...string) *http.Request {
 }
 
 func TestPathGlob(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		pattern string
 		path    string
@@ -95,6 +96,7 @@ func TestPathGlob(t *testing.T) {
 }
 
 func TestPathGlobInvalid(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		pattern string
 		want    string
@@ -119,6 +121,7 @@ func TestPathGlobInvalid(t *testing.T) {
 }
 
 func TestHostMatch(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name    string
 		pattern string
@@ -166,6 +169,7 @@ func TestHostMatch(t *testing.T) {
 }
 
 func TestNewRuleInvalid(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name string
 		spec RuleSpec
@@ -205,6 +209,7 @@ func TestNewRuleInvalid(t *testing.T) {
 }
 
 func TestNewRuleValid(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name string
 		spec RuleSpec
@@ -231,6 +236,7 @@ func TestNewRuleValid(t *testing.T) {
 }
 
 func TestRuleConditions(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name string
 		spec RuleSpec
@@ -270,6 +276,7 @@ func TestRuleConditions(t *testing.T) {
 }
 
 func TestRulesPrecedence(t *testing.T) {
+	t.Parallel()
 	s := Rules(Ratio(1),
 		mustRule(t, RuleSpec{Path: "/health", Sample: "never"}),                                   // health checks: never
 		mustRule(t, RuleSpec{Methods: []string{"OPTIONS"}, Sample: "never"}),                      // preflights
@@ -336,6 +343,7 @@ func TestRulesRatioRule(t *testing.T) {
 }
 
 func TestRulesPanics(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name string
 		f    func()
@@ -416,6 +424,7 @@ func FuzzHost(f *testing.F) {
 }
 
 func TestRulePathsMatchAny(t *testing.T) {
+	t.Parallel()
 	r, err := NewRule(RuleSpec{Path: "/health", Paths: []string{"/ready", "/live/**"}, Sample: "never"})
 	if err != nil {
 		t.Fatal(err)

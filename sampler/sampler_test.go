@@ -35,6 +35,7 @@ func lowID(low uint64) headers.TraceID {
 }
 
 func TestRatioFraction(t *testing.T) {
+	t.Parallel()
 	const n = 1_000_000
 	for _, width := range []struct {
 		name string
@@ -69,6 +70,7 @@ func TestRatioFraction(t *testing.T) {
 }
 
 func TestRatioBounds(t *testing.T) {
+	t.Parallel()
 	ids := append(randomIDs(10_000, false),
 		lowID(0), lowID(1), lowID(math.MaxUint64), lowID(math.MaxUint64-1), headers.TraceID{})
 	tests := []struct {
@@ -99,6 +101,7 @@ func TestRatioBounds(t *testing.T) {
 // TraceIDRatioBased: sample when (low 64 bits >> 1) < fraction×2^63. Proxies
 // and OpenTelemetry SDKs of one fleet then agree on every id.
 func TestRatioThreshold(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name     string
 		fraction float64
@@ -128,6 +131,7 @@ func TestRatioThreshold(t *testing.T) {
 }
 
 func TestNewRatioValid(t *testing.T) {
+	t.Parallel()
 	for _, fraction := range []float64{0, 0.001, 0.5, 1} {
 		s, err := NewRatio(fraction)
 		if err != nil {
@@ -141,6 +145,7 @@ func TestNewRatioValid(t *testing.T) {
 }
 
 func TestNewRatioInvalid(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name     string
 		fraction float64
@@ -162,6 +167,7 @@ func TestNewRatioInvalid(t *testing.T) {
 }
 
 func TestParentBased(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name   string
 		mode   ParentMode
@@ -198,6 +204,7 @@ func TestParentBased(t *testing.T) {
 // TestParentBasedOverride shows where rules sit: below ParentBased, deciding
 // new traces, and overruling the caller only when marked OverrideParent.
 func TestParentBasedOverride(t *testing.T) {
+	t.Parallel()
 	health := mustRule(t, RuleSpec{Path: "/health", Sample: "never", OverrideParent: true})
 	checkout := mustRule(t, RuleSpec{Path: "/checkout", Sample: "always", OverrideParent: true})
 	static := mustRule(t, RuleSpec{Path: "/static/**", Sample: "never"})
@@ -236,6 +243,7 @@ func TestParentBasedOverride(t *testing.T) {
 }
 
 func TestParseParentModeValid(t *testing.T) {
+	t.Parallel()
 	for _, want := range []ParentMode{RespectParent, IgnoreParent} {
 		got, err := ParseParentMode(want.String())
 		if err != nil || got != want {
@@ -245,6 +253,7 @@ func TestParseParentModeValid(t *testing.T) {
 }
 
 func TestParseParentModeInvalid(t *testing.T) {
+	t.Parallel()
 	for _, s := range []string{"", "Respect", "follow", "ignore "} {
 		_, err := ParseParentMode(s)
 		if want := `parent must be "respect" or "ignore", got "` + s + `"`; err == nil || err.Error() != want {
@@ -264,6 +273,7 @@ func TestDefault(t *testing.T) {
 }
 
 func TestDescription(t *testing.T) {
+	t.Parallel()
 	rule := mustRule(t, RuleSpec{
 		Methods: []string{"get", "HEAD"}, Hosts: []string{"*.example.com"}, Path: "/health/**",
 		Headers: map[string]string{"x-probe": "1"}, Sample: "never", OverrideParent: true,

@@ -2,7 +2,6 @@ package stitch
 
 import (
 	"net"
-	"net/netip"
 	"runtime"
 	"strconv"
 	"testing"
@@ -72,57 +71,75 @@ func BenchmarkEgressRequestID(b *testing.B) {
 	}
 }
 
-// BenchmarkEgressProcessCached is one egress attribution by process with the
-// connection already in the /proc cache (the steady state on keep-alive).
-func BenchmarkEgressProcessCached(b *testing.B) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer ln.Close()
-	cl, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer cl.Close()
+// processRegistry is a registry with method process on a real ProcMapper
+// and 64 in-flight requests: one served by this process (the caller's),
+// and others whose connections wait in a listener's accept queue (queued,
+// as in a prefork service with all its workers busy) or are cached as held
+// by other processes.
+func processRegistry(b *testing.B, queued int) (*Registry, *ProcMapper, net.Conn, Conn) {
+	acc, accKey, q, qKeys := listenerWithBacklog(b, queued)
+	cl, c := ownCaller(b)
 	m := NewProcMapper("", 0)
-	c := Conn{Local: netip.MustParseAddrPort(cl.LocalAddr().String()), Remote: netip.MustParseAddrPort(cl.RemoteAddr().String())}
-	pid, err := m.PID(cl, c)
-	if err != nil {
+	if _, err := m.Resolve(Socket{Key: cl, Conn: c}, nil); err != nil {
 		b.Skip(err)
 	}
-	r := NewRegistry(Config{Methods: []Method{MethodProcess}, Resolve: pidOf})
-	for i := 0; i < 64; i++ {
-		onPID(r, begin(r, 1, ""), 10000+i)
+	r := NewRegistry(Config{Methods: []Method{MethodProcess}, Procs: m})
+	in := begin(r, 2, "")
+	r.SetConn(in, accKey, acc)
+	for i := range q {
+		r.SetConn(begin(r, 1, ""), qKeys[i], q[i])
 	}
-	onPID(r, begin(r, 2, ""), pid)
-	lookup := func() (int, error) { return m.PID(cl, c) }
+	for i := 0; i < 63-queued; i++ {
+		key := new(int)
+		m.store(key, 1<<22+i)
+		r.SetConn(begin(r, 1, ""), key, Conn{})
+	}
+	return r, m, cl, c
+}
+
+// benchProcess runs egress calls from this process against a registry
+// with queued connections waiting; forget drops the caller's connection
+// from the cache before each call (a connection per call, no keep-alive).
+func benchProcess(b *testing.B, queued int, forget bool) {
+	r, m, cl, c := processRegistry(b, queued)
+	call := Call{ConnKey: cl, Conn: c}
+	before := m.Reads()
 	b.ReportAllocs()
 	for b.Loop() {
-		if r.Attribute(Call{PID: lookup}).Method != MethodProcess {
-			b.Fatal("not stitched")
+		if forget {
+			m.Forget(cl)
+		}
+		if res := r.Attribute(call); res.Method != MethodProcess || res.Parent.SpanID[0] != 2 {
+			b.Fatalf("not stitched: %+v", res)
 		}
 	}
+	b.ReportMetric(float64(m.Reads()-before)/float64(b.N), "procreads/op")
 }
+
+// BenchmarkEgressProcessCached is one egress attribution by process with
+// every connection already in the /proc cache (the steady state on
+// keep-alive): no read of /proc.
+func BenchmarkEgressProcessCached(b *testing.B) { benchProcess(b, 0, false) }
+
+// BenchmarkEgressProcessQueued is one egress attribution by process while
+// 63 of the 64 in-flight requests wait in the service's accept queue (a
+// prefork service of few workers under many clients): one read of
+// /proc/net/tcp per call, however many wait.
+func BenchmarkEgressProcessQueued(b *testing.B) { benchProcess(b, 63, false) }
+
+// BenchmarkEgressProcessQueuedNewConn is the same with a new egress
+// connection per call (no keep-alive): the caller's socket is looked up
+// too, in the same read of the table, then among the recent holders' fds.
+func BenchmarkEgressProcessQueuedNewConn(b *testing.B) { benchProcess(b, 63, true) }
 
 // BenchmarkProcScanUncached is the cost of one /proc lookup for a new
 // connection (paid once per connection, then cached).
 func BenchmarkProcScanUncached(b *testing.B) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer ln.Close()
-	cl, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer cl.Close()
+	cl, c := ownCaller(b)
 	m := NewProcMapper("", 0)
-	c := Conn{Local: netip.MustParseAddrPort(cl.LocalAddr().String()), Remote: netip.MustParseAddrPort(cl.RemoteAddr().String())}
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, err := m.PID(cl, c); err != nil {
+		if _, err := m.Resolve(Socket{Key: cl, Conn: c}, nil); err != nil {
 			b.Skip(err)
 		}
 		m.Forget(cl)

@@ -32,12 +32,11 @@ type Config struct {
 	// IDTTL is how long an id stays after its request ended, so a call made
 	// after the inbound response (fire-and-forget work) is still stitched.
 	IDTTL time.Duration
-	// Resolve maps the service side of an ingress request's upstream
-	// connection to the service process holding it (ProcMapper.PID). It is
-	// called only by Attribute for method process, after the call arrived,
-	// so every connection that could have caused the call was accepted.
-	// Nil disables method process.
-	Resolve func(key any, c Conn) (int, error)
+	// Procs maps connections to the service processes holding them
+	// (a ProcMapper). Attribute asks it only for method process, after the
+	// call arrived, so every connection that could have caused the call
+	// was accepted by then. Nil disables method process.
+	Procs Resolver
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 }
@@ -81,7 +80,7 @@ type Registry struct {
 	maxInflight int
 	maxIDs      int
 	ttl         time.Duration
-	resolve     func(key any, c Conn) (int, error)
+	procs       Resolver
 	now         func() time.Time
 
 	mu         sync.Mutex
@@ -100,7 +99,7 @@ func NewRegistry(cfg Config) *Registry {
 		maxInflight: cfg.MaxInflight,
 		maxIDs:      cfg.MaxIDs,
 		ttl:         cfg.IDTTL,
-		resolve:     cfg.Resolve,
+		procs:       cfg.Procs,
 		now:         cfg.Now,
 		inflight:    make(map[uint64]*Ingress),
 		ids:         make(map[string]*idEntry),
@@ -248,7 +247,7 @@ func (r *Registry) End(in *Ingress) {
 }
 
 // SetConn records the upstream connection serving in: key identifies the
-// connection (it is the cache key of Config.Resolve), c is its service
+// connection (it is the cache key of Config.Procs), c is its service
 // side. A request retried on another connection records the last one.
 func (r *Registry) SetConn(in *Ingress, key any, c Conn) {
 	r.mu.Lock()
@@ -280,10 +279,11 @@ type Call struct {
 	Forwarded *headers.SpanContext
 	// RequestID is the correlation header value the call carries, if any.
 	RequestID string
-	// PID resolves the service process making the call; nil or an error
-	// skips method process. It is called at most once, and only when the
-	// earlier methods did not match.
-	PID func() (int, error)
+	// ConnKey identifies the connection the call came in on while it is
+	// open (the net.Conn), Conn is its service side (Local: the service
+	// process's address); a nil ConnKey skips method process.
+	ConnKey any
+	Conn    Conn
 }
 
 // Result is an attribution outcome.
@@ -315,14 +315,10 @@ func (r *Registry) Attribute(c Call) Result {
 				return res
 			}
 		case MethodProcess:
-			if c.PID == nil || r.resolve == nil {
+			if c.ConnKey == nil || r.procs == nil {
 				continue
 			}
-			pid, err := c.PID()
-			if err != nil || pid <= 0 {
-				continue
-			}
-			if res, ok := r.byProcess(pid); ok {
+			if res, ok := r.byProcess(c); ok {
 				return res
 			}
 		case MethodSoleInflight:
@@ -347,20 +343,15 @@ func (r *Registry) lookupID(id string) (Result, bool) {
 	return Result{Method: MethodRequestID, Parent: e.ctx, Data: e.data}, true
 }
 
-// pending is an in-flight request whose process is not known yet.
-type pending struct {
-	seq uint64
-	key any
-	c   Conn
-	pid int
-}
-
-// byProcess answers the one in-flight request served by pid. Connections
-// not resolved yet are resolved first (outside the lock: Resolve may read
-// /proc); one that no process holds was not accepted by the service, so its
-// request cannot have made the call.
-func (r *Registry) byProcess(pid int) (Result, bool) {
-	var todo []pending
+// byProcess answers the one in-flight request served by the process that
+// made the call. The caller's process and the in-flight requests whose
+// process is not known yet are resolved together, outside the lock (the
+// Resolver may read /proc); a request whose connection that process does
+// not hold was not served by it: another process holds it, or none yet
+// because it waits in the service's accept queue, and its request cannot
+// have made the call.
+func (r *Registry) byProcess(c Call) (Result, bool) {
+	var todo []Socket
 	r.mu.Lock()
 	if r.overflow > 0 {
 		r.mu.Unlock()
@@ -368,20 +359,22 @@ func (r *Registry) byProcess(pid int) (Result, bool) {
 	}
 	for seq, in := range r.inflight {
 		if in.hasConn && in.pid == 0 {
-			todo = append(todo, pending{seq: seq, key: in.connKey, c: in.conn})
+			todo = append(todo, Socket{Key: in.connKey, Conn: in.conn, seq: seq})
 		}
 	}
 	r.mu.Unlock()
-	for i := range todo {
-		if p, err := r.resolve(todo[i].key, todo[i].c); err == nil {
-			todo[i].pid = p
-		}
+	pid, err := r.procs.Resolve(Socket{Key: c.ConnKey, Conn: c.Conn}, todo)
+	if err != nil || pid <= 0 {
+		return Result{}, false
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	for _, p := range todo {
-		if in, ok := r.inflight[p.seq]; ok && in.connKey == p.key && in.pid == 0 {
-			in.pid = p.pid
+	for _, s := range todo {
+		if s.PID == 0 {
+			continue
+		}
+		if in, ok := r.inflight[s.seq]; ok && in.connKey == s.Key && in.pid == 0 {
+			in.pid = s.PID
 		}
 	}
 	if r.overflow > 0 {

@@ -23,21 +23,34 @@ func begin(r *Registry, n byte, id string) *Ingress {
 	return in
 }
 
-// pidOf is a Resolve that answers the pid named by the connection's local
-// port, or ErrNoSocket for port 0 (a connection not accepted yet).
-func pidOf(_ any, c Conn) (int, error) {
-	if c.Local.Port() == 0 {
+// portProcs is a Resolver that takes a connection's local port for the
+// pid of the process holding it; port 0 is a connection no process holds
+// (not accepted yet). It counts its calls.
+type portProcs struct{ calls int }
+
+func (p *portProcs) Resolve(caller Socket, pending []Socket) (int, error) {
+	p.calls++
+	pid := int(caller.Conn.Local.Port())
+	for i := range pending {
+		pending[i].PID = int(pending[i].Conn.Local.Port())
+	}
+	if pid == 0 {
 		return 0, ErrNoSocket
 	}
-	return int(c.Local.Port()), nil
+	return pid, nil
+}
+
+func portConn(port int) Conn {
+	return Conn{Local: netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), uint16(port))}
 }
 
 // onPID records that in is served by process pid.
 func onPID(r *Registry, in *Ingress, pid int) {
-	r.SetConn(in, in, Conn{Local: netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), uint16(pid))})
+	r.SetConn(in, in, portConn(pid))
 }
 
-func pidCall(pid int) Call { return Call{PID: func() (int, error) { return pid, nil }} }
+// pidCall is a call made by process pid (0: one /proc cannot place).
+func pidCall(pid int) Call { return Call{ConnKey: "caller", Conn: portConn(pid)} }
 
 func TestParseMethods(t *testing.T) {
 	for _, tc := range []struct {
@@ -91,7 +104,8 @@ func TestAttributeTable(t *testing.T) {
 			onPID(r, begin(r, 1, ""), 100)
 			onPID(r, begin(r, 2, ""), 200)
 		}, pidCall(300), MethodNone, 0, 2},
-		{"process error skipped", DefaultMethods, func(r *Registry) { begin(r, 1, "") }, Call{PID: func() (int, error) { return 0, ErrNoProc }}, MethodSoleInflight, 1, 0},
+		{"process: caller not found skipped", DefaultMethods, func(r *Registry) { onPID(r, begin(r, 1, ""), 100) }, pidCall(0), MethodSoleInflight, 1, 0},
+		{"process: no connection skipped", DefaultMethods, func(r *Registry) { onPID(r, begin(r, 1, ""), 100) }, Call{}, MethodSoleInflight, 1, 0},
 		{"sole inflight", DefaultMethods, func(r *Registry) { begin(r, 3, "") }, Call{}, MethodSoleInflight, 3, 0},
 		{"two inflight no guess", DefaultMethods, func(r *Registry) { begin(r, 1, ""); begin(r, 2, "") }, Call{}, MethodNone, 0, 2},
 		{"method off", []Method{MethodHeader}, func(r *Registry) { begin(r, 3, "x") }, Call{RequestID: "x"}, MethodNone, 0, 1},
@@ -99,7 +113,7 @@ func TestAttributeTable(t *testing.T) {
 		{"order respected", []Method{MethodSoleInflight, MethodRequestID}, func(r *Registry) { begin(r, 5, "q") }, Call{RequestID: "q"}, MethodSoleInflight, 5, 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			r := NewRegistry(Config{Methods: tc.methods, Resolve: pidOf})
+			r := NewRegistry(Config{Methods: tc.methods, Procs: new(portProcs)})
 			tc.setup(r)
 			res := r.Attribute(tc.call)
 			if res.Method != tc.want {
@@ -185,7 +199,7 @@ func TestIDFloodKeepsLiveIDs(t *testing.T) {
 }
 
 func TestInflightBounded(t *testing.T) {
-	r := NewRegistry(Config{MaxInflight: 2, Resolve: pidOf})
+	r := NewRegistry(Config{MaxInflight: 2, Procs: new(portProcs)})
 	a, b := &Ingress{Ctx: ctxN(1)}, &Ingress{Ctx: ctxN(2)}
 	c := &Ingress{Ctx: ctxN(3)}
 	if !r.Begin(a) || !r.Begin(b) || r.Begin(c) {
@@ -215,39 +229,279 @@ func TestInflightBounded(t *testing.T) {
 	}
 }
 
-func TestProcMapperOwnSocket(t *testing.T) {
+// resolverFunc is a Resolver from a function.
+type resolverFunc func(caller Socket, pending []Socket) (int, error)
+
+func (f resolverFunc) Resolve(caller Socket, pending []Socket) (int, error) {
+	return f(caller, pending)
+}
+
+// A request's process, once found, is kept: later calls from it cost the
+// Resolver nothing for that request.
+func TestProcessResolvedOnce(t *testing.T) {
+	procs := new(portProcs)
+	r := NewRegistry(Config{Methods: []Method{MethodProcess}, Procs: procs})
+	onPID(r, begin(r, 1, ""), 100)
+	for i := 0; i < 3; i++ {
+		if res := r.Attribute(pidCall(100)); res.Method != MethodProcess {
+			t.Fatalf("call %d: %v", i, res.Method)
+		}
+	}
+	if procs.calls != 3 {
+		t.Fatalf("resolver called %d times for 3 calls, want 3 (one per call)", procs.calls)
+	}
+	// A request of another process, once placed, is not asked about again.
+	other := begin(r, 2, "")
+	onPID(r, other, 200)
+	r.Attribute(pidCall(100))
+	got := 0
+	r.procs = resolverFunc(func(_ Socket, pending []Socket) (int, error) {
+		got += len(pending)
+		return 100, nil
+	})
+	if res := r.Attribute(pidCall(100)); res.Method != MethodProcess || res.Parent.SpanID[0] != 1 {
+		t.Fatalf("after placing the other request: %+v", res)
+	}
+	if got != 0 {
+		t.Fatalf("%d pending connections asked about again", got)
+	}
+}
+
+// listenerWithBacklog returns a listener, one connection it accepted (the
+// service side held by this process) and n connections left in its accept
+// queue (no process holds their service side yet), with the Conn of each
+// as the service sees it.
+func listenerWithBacklog(t testing.TB, n int) (accepted Conn, key net.Conn, queued []Conn, queuedKeys []net.Conn) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
+	t.Cleanup(func() { ln.Close() })
+	dial := func() net.Conn {
+		c, err := net.Dial("tcp", ln.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		return c
+	}
+	dial()
+	sc, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sc.Close() })
+	accepted = Conn{Local: addrOf(sc.LocalAddr()), Remote: addrOf(sc.RemoteAddr())}
+	for i := 0; i < n; i++ {
+		c := dial()
+		queued = append(queued, Conn{Local: addrOf(c.RemoteAddr()), Remote: addrOf(c.LocalAddr())})
+		queuedKeys = append(queuedKeys, c)
+	}
+	return accepted, sc, queued, queuedKeys
+}
+
+func addrOf(a net.Addr) netip.AddrPort { return a.(*net.TCPAddr).AddrPort() }
+
+// ownCaller is a connection this process opened, as the service side of an
+// egress call.
+func ownCaller(t testing.TB) (net.Conn, Conn) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
 	cl, err := net.Dial("tcp", ln.Addr().String())
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer cl.Close()
+	t.Cleanup(func() { cl.Close() })
+	return cl, Conn{Local: addrOf(cl.LocalAddr()), Remote: addrOf(cl.RemoteAddr())}
+}
+
+// The real /proc: the caller and the accepted connection are this
+// process's, the queued ones nobody's; one Resolve reads the socket table
+// once and this process's fds, however many connections are queued.
+func TestProcMapperResolve(t *testing.T) {
+	acc, accKey, queued, queuedKeys := listenerWithBacklog(t, 40)
+	cl, c := ownCaller(t)
 	m := NewProcMapper("", 0)
-	c := Conn{
-		Local:  netip.MustParseAddrPort(cl.LocalAddr().String()),
-		Remote: netip.MustParseAddrPort(cl.RemoteAddr().String()),
+	pending := []Socket{{Key: accKey, Conn: acc}}
+	for i := range queued {
+		pending = append(pending, Socket{Key: queuedKeys[i], Conn: queued[i]})
 	}
-	pid, err := m.PID(cl, c)
+	before := m.Reads()
+	pid, err := m.Resolve(Socket{Key: cl, Conn: c}, pending)
 	if errors.Is(err, ErrNoProc) {
 		t.Skipf("/proc unreadable here: %v", err)
 	}
 	if err != nil || pid != os.Getpid() {
-		t.Fatalf("PID = %d, %v; want %d", pid, err, os.Getpid())
+		t.Fatalf("Resolve = %d, %v; want %d", pid, err, os.Getpid())
 	}
-	if m.Cached() != 1 {
-		t.Fatalf("cached = %d", m.Cached())
+	if pending[0].PID != pid {
+		t.Fatalf("the accepted connection: pid %d, want this process", pending[0].PID)
+	}
+	for _, s := range pending[1:] {
+		if s.PID != 0 {
+			t.Fatalf("a queued connection %v is held by %d", s.Conn, s.PID)
+		}
+	}
+	// net/tcp, then this process's fds for the caller (the full /proc walk
+	// finds it: no recent holder yet) and again for the pending ones.
+	if reads := m.Reads() - before; reads > 2+maxWalk() {
+		t.Fatalf("one Resolve read %d files", reads)
+	}
+	if m.Cached() != 2 {
+		t.Fatalf("cached = %d, want the caller and the accepted connection", m.Cached())
+	}
+
+	// Now the caller is cached and its process is a recent holder: a
+	// second call reads the table once and the process's fds once.
+	before = m.Reads()
+	for i := range pending[1:] {
+		pending[i+1].PID = 1
+	}
+	pid, err = m.Resolve(Socket{Key: cl, Conn: c}, pending[1:])
+	if err != nil || pid != os.Getpid() {
+		t.Fatalf("second Resolve = %d, %v", pid, err)
+	}
+	for _, s := range pending[1:] {
+		if s.PID != 0 {
+			t.Fatal("PID not reset for a queued connection")
+		}
+	}
+	if reads := m.Reads() - before; reads != 1 {
+		t.Fatalf("second Resolve read %d files, want 1 (net/tcp: every queued row has inode 0, so no fd is read and tcp6 is not)", reads)
+	}
+	// Everything cached: no read at all.
+	before = m.Reads()
+	if pid, err := m.Resolve(Socket{Key: cl, Conn: c}, pending[:1]); err != nil || pid != os.Getpid() || pending[0].PID != pid {
+		t.Fatalf("cached Resolve = %d, %v, pid %d", pid, err, pending[0].PID)
+	}
+	if reads := m.Reads() - before; reads != 0 {
+		t.Fatalf("cached Resolve read %d files", reads)
 	}
 	m.Forget(cl)
+	m.Forget(accKey)
 	if m.Cached() != 0 {
 		t.Fatalf("forget left %d", m.Cached())
 	}
 	other := Conn{Local: netip.MustParseAddrPort("127.0.0.1:1"), Remote: netip.MustParseAddrPort("127.0.0.1:2")}
-	if _, err := m.PID(other, other); !errors.Is(err, ErrNoSocket) {
+	if _, err := m.Resolve(Socket{Key: other, Conn: other}, nil); !errors.Is(err, ErrNoSocket) {
 		t.Fatalf("unknown socket: %v", err)
+	}
+}
+
+// maxWalk bounds the reads of a full walk of /proc: its listing and each
+// process's fd directory.
+func maxWalk() uint64 {
+	names, _ := os.ReadDir("/proc")
+	return uint64(len(names)) + 1
+}
+
+// procTree writes a fake /proc: net/tcp and net/tcp6 tables and, per pid,
+// fd links to socket inodes.
+func procTree(t *testing.T, tcp, tcp6 []string, fds map[int][]uint64) string {
+	root := t.TempDir()
+	if err := os.MkdirAll(root+"/net", 0o755); err != nil {
+		t.Fatal(err)
+	}
+	const head = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n"
+	table := func(rows []string) string {
+		s := head
+		for i, r := range rows {
+			s += fmt.Sprintf("%4d: %s\n", i, r)
+		}
+		return s
+	}
+	for name, rows := range map[string][]string{"tcp": tcp, "tcp6": tcp6} {
+		if err := os.WriteFile(root+"/net/"+name, []byte(table(rows)), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for pid, inodes := range fds {
+		dir := fmt.Sprintf("%s/%d/fd", root, pid)
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		for i, ino := range inodes {
+			if err := os.Symlink(fmt.Sprintf("socket:[%d]", ino), fmt.Sprintf("%s/%d", dir, i+3)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := os.Symlink("/dev/null", dir+"/0"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return root
+}
+
+// row is a /proc/net/tcp row from the service's side.
+func row(local, remote string, inode uint64) string {
+	return fmt.Sprintf("%s %s 01 00000000:00000000 00:00000000 00000000  1000        0 %d 1 0000000000000000 20 4 30 10 -1", local, remote, inode)
+}
+
+func TestProcMapperTables(t *testing.T) {
+	const (
+		app   = "0100007F:1F90" // 127.0.0.1:8080, the service's listener
+		app6  = "0000000000000000FFFF00000100007F:1F90"
+		proxy = "0100007F:9C40" // 127.0.0.1:40000
+		prx6a = "0000000000000000FFFF00000100007F:9C41"
+		dest  = "0100007F:2329" // 127.0.0.1:9001, the egress listener
+	)
+	conn := func(local, remote string) Conn {
+		l, _ := parseProcAddr([]byte(local))
+		r, _ := parseProcAddr([]byte(remote))
+		return Conn{Local: l, Remote: r}
+	}
+	callerConn := conn("0100007F:C350", dest) // the service's port 50000
+	served := conn(app, proxy)
+	queued := conn(app, "0100007F:9C42")
+	dual := conn(app, "0100007F:9C41") // on the service's [::] socket: only in tcp6
+	root := procTree(t,
+		[]string{
+			row("0100007F:C350", dest, 500),
+			row(app, proxy, 0), // an old TIME_WAIT row of the same pair
+			row(app, proxy, 600),
+			row(app, "0100007F:9C42", 0),
+		},
+		[]string{
+			row(app6, prx6a, 700),
+			row("0000000000000000FFFF00000100007F:C351", "0000000000000000FFFF00000100007F:2329", 701),
+		},
+		map[int][]uint64{100: {500, 600}, 200: {700, 701}},
+	)
+	m := NewProcMapper(root, 0)
+	pending := []Socket{{Key: "served", Conn: served}, {Key: "queued", Conn: queued}}
+	pid, err := m.Resolve(Socket{Key: "caller", Conn: callerConn}, pending)
+	if err != nil || pid != 100 {
+		t.Fatalf("Resolve = %d, %v; want 100", pid, err)
+	}
+	if pending[0].PID != 100 || pending[1].PID != 0 {
+		t.Fatalf("pids = %d %d, want 100 0", pending[0].PID, pending[1].PID)
+	}
+	// net/tcp (tcp6 is not read: every connection had a row in tcp), the
+	// /proc listing, 100's fds for the caller (after 200's when the listing
+	// names 200 first), 100's fds for the pending.
+	if got := m.Reads(); got != 4 && got != 5 {
+		t.Fatalf("reads = %d, want 4 or 5", got)
+	}
+
+	// A connection only tcp6 has (an IPv4 client of a dual-stack socket),
+	// held by another process: tcp and tcp6 are read once each.
+	before := m.Reads()
+	pending = []Socket{{Key: "dual", Conn: dual}, {Key: "queued", Conn: queued}}
+	if pid, err := m.Resolve(Socket{Key: "caller", Conn: callerConn}, pending); err != nil || pid != 100 || pending[0].PID != 0 || pending[1].PID != 0 {
+		t.Fatalf("Resolve = %d, %v, pids %d %d", pid, err, pending[0].PID, pending[1].PID)
+	}
+	if got := m.Reads() - before; got != 3 {
+		t.Fatalf("reads = %d, want 3 (tcp, tcp6, 100's fds)", got)
+	}
+	// From process 200, whose own call is on a dual-stack socket too, the
+	// same connection is held.
+	pending = pending[:1]
+	caller200 := conn("0000000000000000FFFF00000100007F:C351", "0000000000000000FFFF00000100007F:2329")
+	if pid, err := m.Resolve(Socket{Key: "c200", Conn: caller200}, pending); err != nil || pid != 200 || pending[0].PID != 200 {
+		t.Fatalf("caller on tcp6: %d, %v, pid %d", pid, err, pending[0].PID)
 	}
 }
 
@@ -257,7 +511,7 @@ func TestProcMapperUnavailableOnce(t *testing.T) {
 	m.OnUnavailable = func(error) { calls++ }
 	c := Conn{Local: netip.MustParseAddrPort("127.0.0.1:1"), Remote: netip.MustParseAddrPort("127.0.0.1:2")}
 	for i := 0; i < 3; i++ {
-		if _, err := m.PID(c, c); !errors.Is(err, ErrNoProc) {
+		if _, err := m.Resolve(Socket{Key: c, Conn: c}, nil); !errors.Is(err, ErrNoProc) {
 			t.Fatalf("err = %v", err)
 		}
 	}

@@ -3,10 +3,13 @@ package kafka
 import (
 	"context"
 	"strconv"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/tracingproxy/tracingproxy/exporter"
 	"github.com/tracingproxy/tracingproxy/internal/testutil"
@@ -138,5 +141,83 @@ func TestPartialSuccessAccounting(t *testing.T) {
 	s := shutdown(t, q)
 	if s.ExportedSpans != 4 || s.DroppedSpans[exporter.ReasonPartialRejected] != 3 || s.Retries != 0 {
 		t.Errorf("stats %+v: want 4 spans exported, 3 partial_rejected, no retry", s)
+	}
+}
+
+// TestStalledBrokerNeverBlocksEnqueue: while a broker holds the produce
+// request of the batch in flight (and would hold it past the test's
+// deadline), Enqueue still returns for every record of a burst, the queue
+// keeping its size and dropping the rest as queue_full; once the broker
+// answers, the held records are delivered and the counters add up exactly.
+func TestStalledBrokerNeverBlocksEnqueue(t *testing.T) {
+	c := cluster(t, []string{"spans"})
+	release := make(chan struct{})
+	var held atomic.Int32
+	c.ControlKey(kmsg.Produce.Int16(), func(kmsg.Request) (kmsg.Response, error, bool) {
+		c.KeepControl()
+		select {
+		case <-release:
+		default:
+			held.Add(1)
+			c.SleepControl(func() { <-release })
+		}
+		return nil, nil, false
+	})
+	e, err := New(Config{Brokers: c.ListenAddrs(), Topic: "spans", DeliveryTimeout: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const size, batch, burst = 8, 4, 100
+	qc := fastRetry(size, batch)
+	qc.Timeout = time.Minute // the export stays in flight for the whole burst
+	q := exporter.NewQueue(e, qc)
+	for range batch {
+		q.Enqueue(record(1))
+	}
+	testutil.Eventually(t, 30*time.Second, "the broker to hold a produce request", func() bool { return held.Load() > 0 })
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for range burst {
+			q.Enqueue(record(1))
+		}
+	}()
+	select {
+	case <-done:
+	case <-time.After(20 * time.Second):
+		t.Fatal("Enqueue blocked behind a stalled broker")
+	}
+	s := q.Stats()
+	if s.Dropped[exporter.ReasonQueueFull] != burst-size || s.ExportedRecords != 0 || s.Failures != 0 {
+		t.Fatalf("with the broker stalled: %+v; want %d queue_full, nothing exported or failed yet", s, burst-size)
+	}
+	close(release)
+	testutil.Eventually(t, 30*time.Second, "the held records to be delivered", func() bool { return q.Stats().ExportedRecords == batch+size })
+	s = shutdown(t, q)
+	if s.Enqueued != batch+burst || s.ExportedRecords != batch+size || s.Dropped[exporter.ReasonQueueFull] != burst-size {
+		t.Errorf("stats %+v: want %d enqueued = %d exported + %d queue_full", s, batch+burst, batch+size, burst-size)
+	}
+}
+
+// TestRefusingBrokerDropsAsRejected: a broker that refuses every produce
+// for good (not authorized for the topic) costs each record once, counted
+// as rejected, with no retry.
+func TestRefusingBrokerDropsAsRejected(t *testing.T) {
+	c := cluster(t, []string{"spans"})
+	c.Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.Produce}, Err: kerr.TopicAuthorizationFailed, Count: -1})
+	e, err := New(Config{Brokers: c.ListenAddrs(), Topic: "spans"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	q := exporter.NewQueue(e, fastRetry(16, 4))
+	for range 10 {
+		q.Enqueue(record(1))
+	}
+	testutil.Eventually(t, 30*time.Second, "every record to be dropped", func() bool {
+		return q.Stats().Dropped[exporter.ReasonRejected] == 10
+	})
+	s := shutdown(t, q)
+	if s.Enqueued != 10 || s.ExportedRecords != 0 || s.DroppedSpans[exporter.ReasonRejected] != 20 || s.Retries != 0 {
+		t.Errorf("stats %+v: want 10 records, 20 spans rejected, no retry", s)
 	}
 }

@@ -1,6 +1,8 @@
 package testutil
 
 import (
+	"bufio"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -20,8 +22,7 @@ type recorder struct {
 func (r *recorder) Helper() {}
 
 func (r *recorder) Fatalf(format string, args ...any) {
-	r.failed = format
-	_ = args
+	r.failed = fmt.Sprintf(format, args...)
 }
 
 func TestEventuallyWaitsForTheCondition(t *testing.T) {
@@ -123,5 +124,37 @@ func TestTakeOverIfWaitingSeesAClientGone(t *testing.T) {
 		}
 	case <-time.After(5 * time.Second):
 		t.Fatal("the server never looked")
+	}
+}
+
+func TestOurGoroutinesCountsOnlyThisProjectsCode(t *testing.T) {
+	b := OurGoroutines()
+	// Someone else's goroutine (the standard library's only) is not ours.
+	stop := make(chan struct{})
+	defer close(stop)
+	go func() { <-stop }()
+	time.AfterFunc(time.Hour, func() {}).Stop()
+	r := &recorder{TB: t}
+	b.Settle(r, 20*time.Millisecond)
+	if r.failed != "" {
+		t.Fatalf("a goroutine of test code counted as ours: %s", r.failed)
+	}
+	// One blocked in this package's code is: a late answer written to a
+	// client that does not read yet.
+	server, client := net.Pipe()
+	la := &LateAnswer{conn: server, buf: bufio.NewReadWriter(bufio.NewReader(server), bufio.NewWriter(server))}
+	go la.Write(http.StatusOK, "text/plain", []byte("late"))
+	r = &recorder{TB: t}
+	b.Settle(r, 30*time.Millisecond)
+	if !strings.Contains(r.failed, "tracingproxy goroutines") {
+		t.Fatalf("a goroutine blocked in LateAnswer.Write was not counted (got %q)", r.failed)
+	}
+	if _, err := io.Copy(io.Discard, client); err != nil {
+		t.Fatal(err)
+	}
+	r = &recorder{TB: t}
+	b.Settle(r, 5*time.Second)
+	if r.failed != "" {
+		t.Fatalf("Settle failed once it ended: %s", r.failed)
 	}
 }
