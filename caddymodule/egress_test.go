@@ -567,6 +567,36 @@ func TestStitchBadConfigIsRefused(t *testing.T) {
 		}
 	}
 }`, `egress allow_clients: "everyone" is not all`},
+		{"allow_destinations without forward_proxy", `:1 {
+	tracingproxy {
+		egress {
+			allow_destinations payments.internal:8080
+		}
+	}
+}`, "egress allow_destinations needs forward_proxy"},
+		{"bad allow_destinations port", `:1 {
+	tracingproxy {
+		egress {
+			forward_proxy
+			allow_destinations payments.internal:http
+		}
+	}
+}`, `egress allow_destinations: "payments.internal:http" has port "http", want 1-65535`},
+		{"bad allow_destinations host", `:1 {
+	tracingproxy {
+		egress {
+			forward_proxy
+			allow_destinations pay*ments
+		}
+	}
+}`, `egress allow_destinations: "pay*ments" is not host[:port]`},
+		{"forward_proxy takes no argument", `:1 {
+	tracingproxy {
+		egress {
+			forward_proxy on
+		}
+	}
+}`, "wrong argument count"},
 		{"stitch and egress on one handler", `:1 {
 	tracingproxy {
 		stitch

@@ -281,8 +281,12 @@ func (h *Handler) provisionStitch(ctx caddy.Context) error {
 	return nil
 }
 
-// cleanupStitch releases the registry an ingress handler holds.
+// cleanupStitch ends an egress handler's tunnels and releases the
+// registry an ingress handler holds.
 func (h *Handler) cleanupStitch() error {
+	if h.Egress != nil {
+		h.Egress.tunnels.closeAll()
+	}
 	if h.stitchReg == nil {
 		return nil
 	}
