@@ -104,4 +104,3 @@ func BenchmarkHandlerStitch(b *testing.B) {
 		benchHandlerOn(b, eg, base)
 	})
 }
-
