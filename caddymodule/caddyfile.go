@@ -123,13 +123,16 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //		}
 //		egress {                             # on an egress listener's handler, before reverse_proxy to the real target
 //			allow_clients <addr-or-cidr...> | private_ranges | all   # default: loopback only
+//			forward_proxy                    # an HTTP_PROXY listener: reverse_proxy {http.vars.tracingproxy_forward_upstream}
+//			allow_destinations <host[:port]|*.domain[:port]|ip|cidr...>   # forward_proxy only; default: any
 //		}
 //	}
 //
 // An egress handler traces the outbound calls of the service named by its
 // service_name, whose ingress handler (with stitch) is in the same
 // configuration: one Caddyfile holds the service's ingress site and one
-// site per egress listener.
+// site per egress listener. A forward_proxy listener's site has no host
+// (http://:3128 with bind), since requests name their destinations.
 //
 // Formats: w3c, b3 (multi-header), b3single, sw8, sw6, jaeger, ot, xray,
 // datadog, baggage (W3C baggage, merged across jaeger and ot baggage),

@@ -37,8 +37,25 @@ type Egress struct {
 	// CIDRs, private_ranges, or all. Others get 403. Default: loopback
 	// only, so the listener is never an open relay.
 	AllowClients []string `json:"allow_clients,omitempty"`
+	// ForwardProxy makes the listener an HTTP forward proxy, for services
+	// that honour HTTP_PROXY and HTTPS_PROXY: absolute-form requests
+	// (GET http://host/path) are traced and handed to the reverse_proxy
+	// that follows, whose upstream must be
+	// {http.vars.tracingproxy_forward_upstream}; CONNECT tunnels are
+	// relayed by the handler and recorded as CLIENT spans tagged
+	// tracingproxy.tunnel, with the bytes each way. Default: off (the
+	// listener stands for one upstream).
+	ForwardProxy bool `json:"forward_proxy,omitempty"`
+	// AllowDestinations lists what the forward proxy may reach:
+	// host[:port], *.domain[:port] (any subdomain), an IP address or a
+	// CIDR, with an optional :port (IP rules match destinations written
+	// as IP addresses; names are not resolved to match them). Others get
+	// 403. Default: any destination.
+	AllowDestinations []string `json:"allow_destinations,omitempty"`
 
-	allow allowList
+	allow   allowList
+	dests   []destRule
+	tunnels tunnels
 }
 
 // allowList is a set of client address ranges.
@@ -106,7 +123,13 @@ func (al *allowList) allows(remoteAddr string) bool {
 // build checks the egress options.
 func (e *Egress) build(h *Handler) error {
 	var err error
-	e.allow, err = parseAllow("egress allow_clients", e.AllowClients)
+	if e.allow, err = parseAllow("egress allow_clients", e.AllowClients); err != nil {
+		return err
+	}
+	if len(e.AllowDestinations) > 0 && !e.ForwardProxy {
+		return fmt.Errorf("egress allow_destinations needs forward_proxy: a listener for one upstream reaches only that upstream")
+	}
+	e.dests, err = parseDestinations(e.AllowDestinations)
 	return err
 }
 
@@ -148,6 +171,14 @@ func (h *Handler) serveEgress(w http.ResponseWriter, r *http.Request, next caddy
 		}
 		http.Error(w, "tracingproxy egress: client not allowed", http.StatusForbidden)
 		return nil
+	}
+	if h.Egress.ForwardProxy {
+		if r.Method == http.MethodConnect {
+			return h.serveTunnel(w, r)
+		}
+		if !h.forwardTarget(w, r) {
+			return nil
+		}
 	}
 	start := now()
 	st := statePool.Get().(*reqState)
@@ -205,6 +236,7 @@ type egressCall struct {
 	sink     *egressSink         // the in-flight ingress record the span joins
 	exit     int32               // its SkyWalking Exit span id there
 	reqID    string              // the request id the call carries
+	tunnel   bool                // a CONNECT tunnel: never joins the inbound record
 	decision sampler.Decision
 	// req holds the call as the service sent it (method, path, host) and
 	// name its operation name.
@@ -264,7 +296,7 @@ func (h *Handler) egressContext(r *http.Request, in *headers.Result, res *stitch
 		*o = *parent
 		e.parentID = parent.SpanID
 		*p = sampler.Params{TraceID: o.TraceID, HasParent: true, Parent: parent.Sampling, Request: r}
-		if s, ok := res.Data.(*egressSink); ok && s != nil {
+		if s, ok := res.Data.(*egressSink); ok && s != nil && !e.tunnel {
 			if id, ok := s.attach(); ok {
 				e.sink, e.exit = s, id
 			}
@@ -324,6 +356,11 @@ func (h *Handler) egressSpan(r *http.Request, e *egressCall, res *stitch.Result,
 		Status:   status,
 		Error:    h.capTag(errText),
 	}
+	if e.sink != nil {
+		// Its Exit span id in the inbound request's segment, as its sw8
+		// named it.
+		s.SegmentSpanID = e.out.SW.SpanID
+	}
 	if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
 		s.Peer, _ = repl.GetString(phUpstreamHostport)
 	}
@@ -339,11 +376,7 @@ func (h *Handler) egressSpan(r *http.Request, e *egressCall, res *stitch.Result,
 		tags = append(tags, exporter.Tag{Key: exporter.TagPeerAddress, Value: s.Peer})
 	}
 	if len(res.Candidates) > 0 {
-		ids := make([]string, len(res.Candidates))
-		for i, c := range res.Candidates {
-			ids[i] = c.String()
-		}
-		tags = append(tags, exporter.Tag{Key: tagStitchCandidates, Value: strings.Join(ids, ",")})
+		tags = append(tags, candidatesTag(res.Candidates))
 	}
 	if id := cmp.Or(e.reqID, e.out.RequestID); id != "" {
 		tags = append(tags, exporter.Tag{Key: exporter.TagRequestID, Value: h.capTag(id)})
@@ -353,6 +386,16 @@ func (h *Handler) egressSpan(r *http.Request, e *egressCall, res *stitch.Result,
 		s.Annotations = phaseAnnotations(&attempts[len(attempts)-1])
 	}
 	return s
+}
+
+// candidatesTag lists the in-flight inbound requests' span ids of a call
+// left unstitched.
+func candidatesTag(cands []headers.SpanID) exporter.Tag {
+	ids := make([]string, len(cands))
+	for i, c := range cands {
+		ids[i] = c.String()
+	}
+	return exporter.Tag{Key: tagStitchCandidates, Value: strings.Join(ids, ",")}
 }
 
 // egressRecord is the record of a call that joined no in-flight inbound

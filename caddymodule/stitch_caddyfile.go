@@ -40,7 +40,8 @@ func parseStitch(d *caddyfile.Dispenser) (*Stitch, error) {
 	return s, nil
 }
 
-// parseEgress reads: egress { allow_clients <addr-or-cidr...> }
+// parseEgress reads: egress { allow_clients <addr-or-cidr...> forward_proxy
+// allow_destinations <dest...> }
 func parseEgress(d *caddyfile.Dispenser) (*Egress, error) {
 	if d.NextArg() {
 		return nil, d.ArgErr()
@@ -55,8 +56,20 @@ func parseEgress(d *caddyfile.Dispenser) (*Egress, error) {
 			if _, err := parseAllow("egress allow_clients", e.AllowClients); err != nil {
 				return nil, d.Err(err.Error())
 			}
+		case "forward_proxy":
+			if d.NextArg() {
+				return nil, d.ArgErr()
+			}
+			e.ForwardProxy = true
+		case "allow_destinations":
+			if e.AllowDestinations = d.RemainingArgs(); len(e.AllowDestinations) == 0 {
+				return nil, d.Errf("egress allow_destinations needs host[:port], *.domain[:port], IP addresses or CIDRs")
+			}
+			if _, err := parseDestinations(e.AllowDestinations); err != nil {
+				return nil, d.Err(err.Error())
+			}
 		default:
-			return nil, d.Errf("unknown egress option %q (allowed: allow_clients)", opt)
+			return nil, d.Errf("unknown egress option %q (allowed: allow_clients, forward_proxy, allow_destinations)", opt)
 		}
 	}
 	return e, nil

@@ -59,6 +59,11 @@ type Span struct {
 	// Annotation* values): Zipkin annotations, SkyWalking logs, OTLP
 	// events.
 	Annotations []Annotation
+	// SegmentSpanID is the span's id in the SkyWalking segment when it is
+	// not its position there: an egress call of the service, whose Exit
+	// span id was written into its sw8 when the call started. 0: by
+	// position.
+	SegmentSpanID int32
 }
 
 // Annotation is an event at a moment of a span, such as a connection

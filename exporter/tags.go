@@ -32,6 +32,10 @@ const (
 	// Tags of an egress call of a stitched service (CLIENT span).
 	TagStitch           = "tracingproxy.stitch"            // the attribution method that matched: header, request_id, process, sole_inflight, none
 	TagStitchCandidates = "tracingproxy.stitch.candidates" // with none: the span ids of the inbound requests in flight, comma-separated
+	// Tags of a CONNECT tunnel through the forward proxy (CLIENT span).
+	TagTunnel              = "tracingproxy.tunnel"   // "true": no header could be written into the call
+	TagTunnelBytesSent     = "tunnel.bytes_sent"     // bytes the service sent to the destination
+	TagTunnelBytesReceived = "tunnel.bytes_received" // bytes the destination sent to the service
 
 	// Tags of a relayed upgraded connection (the local session span).
 	TagSessionBytesFromClient = "session.bytes_from_client" // bytes the client sent over the session

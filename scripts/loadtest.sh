@@ -12,7 +12,8 @@
 #
 # Needs wrk (apt-get install wrk). It first runs the same load against Caddy's
 # plain reverse_proxy (the same binary, no tracing) for comparison. Every wait
-# is bounded: the whole run takes about twice the duration plus half a minute.
+# is bounded: after the build, a run takes at most twice the duration plus a
+# minute (10 s for each start, 30 s for the queue to drain).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DURATION=${1:-20s}
@@ -22,6 +23,7 @@ case $EXPORTER in
 zipkin | otlp | otlp-grpc | kafka | kafka-otlp | kafka-skywalking) ;;
 *) echo "exporter must be zipkin, otlp, otlp-grpc, kafka, kafka-otlp or kafka-skywalking, got $EXPORTER" >&2; exit 2 ;;
 esac
+command -v wrk >/dev/null || { echo "needs wrk: apt-get install wrk" >&2; exit 2; }
 tmp=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null; wait 2>/dev/null; rm -rf "$tmp"' EXIT
 

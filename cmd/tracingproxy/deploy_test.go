@@ -1218,6 +1218,7 @@ type (
 			Limits   map[string]string `yaml:"limits"`
 		} `yaml:"resources"`
 		SecurityContext struct {
+			RunAsUser                *int  `yaml:"runAsUser"`
 			AllowPrivilegeEscalation *bool `yaml:"allowPrivilegeEscalation"`
 			ReadOnlyRootFilesystem   *bool `yaml:"readOnlyRootFilesystem"`
 			Capabilities             struct {
@@ -1239,9 +1240,11 @@ type (
 			Template struct {
 				Metadata k8sMeta `yaml:"metadata"`
 				Spec     struct {
-					SecurityContext struct {
+					ShareProcessNamespace *bool `yaml:"shareProcessNamespace"`
+					SecurityContext       struct {
 						RunAsNonRoot *bool `yaml:"runAsNonRoot"`
 						RunAsUser    *int  `yaml:"runAsUser"`
+						RunAsGroup   *int  `yaml:"runAsGroup"`
 					} `yaml:"securityContext"`
 					TerminationGracePeriodSeconds *int           `yaml:"terminationGracePeriodSeconds"`
 					Containers                    []k8sContainer `yaml:"containers"`
@@ -1274,8 +1277,12 @@ type (
 		Data     map[string]string `yaml:"data"`
 	}
 	kustomization struct {
-		Resources []string `yaml:"resources"`
-		Images    []struct {
+		Resources          []string `yaml:"resources"`
+		ConfigMapGenerator []struct {
+			Name  string   `yaml:"name"`
+			Files []string `yaml:"files"`
+		} `yaml:"configMapGenerator"`
+		Images []struct {
 			Name   string `yaml:"name"`
 			NewTag string `yaml:"newTag"`
 		} `yaml:"images"`
@@ -1533,6 +1540,12 @@ type composeService struct {
 	Tmpfs       []string          `yaml:"tmpfs"`
 	CapDrop     []string          `yaml:"cap_drop"`
 	SecurityOpt []string          `yaml:"security_opt"`
+	// For a service in a sidecar's namespaces.
+	NetworkMode   string   `yaml:"network_mode"`
+	Pid           string   `yaml:"pid"`
+	User          string   `yaml:"user"`
+	Volumes       []string `yaml:"volumes"`
+	ContainerName string   `yaml:"container_name"`
 }
 
 // dependsOn lists the services s depends on, in either compose syntax.
@@ -1641,6 +1654,10 @@ func TestComposeDemo(t *testing.T) {
 			if !s.ReadOnly || !slices.Contains(s.Tmpfs, "/tmp") || !slices.Equal(s.CapDrop, []string{"ALL"}) ||
 				!slices.Contains(s.SecurityOpt, "no-new-privileges:true") {
 				t.Errorf("want read_only, tmpfs /tmp, cap_drop ALL, no-new-privileges; got %+v", s)
+			}
+			if len(s.Command) > 0 {
+				checkComposeProxyCommand(t, deploy, svcs, name, is.uid)
+				return
 			}
 			checkKnownEnv(t, cf, s.Environment)
 			sc, h, err := loadSidecar(t, shipped, s.Environment)

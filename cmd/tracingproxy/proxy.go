@@ -19,7 +19,7 @@ import (
 func init() {
 	caddycmd.RegisterCommand(caddycmd.Command{
 		Name:  "proxy",
-		Usage: "--from <addr> --to <upstream> [--service <name>] [--zipkin <url>] [--skywalking <url>] [--otlp <url>] [--kafka <host:port,...> [--kafka-topic <topic>] [--kafka-encoding zipkin_json|skywalking|otlp_proto]] [--sample <0..1>] [--extract w3c,b3] [--inject w3c,b3] [--response-headers] [--egress <listen>=<url>]... [--stitch <methods>] [--request-id-header <name>] [--ui <addr>|off] [--admin <addr>] [--print-config] [--debug]",
+		Usage: "--from <addr> --to <upstream> [--service <name>] [--zipkin <url>] [--skywalking <url>] [--otlp <url>] [--kafka <host:port,...> [--kafka-topic <topic>] [--kafka-encoding zipkin_json|skywalking|otlp_proto]] [--sample <0..1>] [--extract w3c,b3] [--inject w3c,b3] [--response-headers] [--egress <listen>=<url>]... [--forward-proxy <listen>] [--stitch <methods>] [--request-id-header <name>] [--ui <addr>|off] [--admin <addr>] [--print-config] [--debug]",
 		Short: "Trace an HTTP service without touching it",
 		Long: `
 Serves plain HTTP on --from and proxies every request to --to, tracing each
@@ -39,6 +39,9 @@ upstream; each call is attributed to the inbound request that made it
 (--stitch, default "header request_id process sole_inflight"), recorded as
 a CLIENT span of the service in that request's trace, and forwarded to the
 URL (https: TLS is originated here) with trace headers naming that span.
+--forward-proxy 127.0.0.1:3128 opens the listener the service's HTTP_PROXY
+and HTTPS_PROXY name: http:// requests are traced the same way, CONNECT
+tunnels are relayed and recorded with their bytes each way.
 
 No automatic HTTPS; no admin endpoint unless --admin is given. --print-config
 prints the equivalent Caddyfile and exits: a starting point for a real
@@ -59,6 +62,7 @@ deployment.
 			cmd.Flags().String("inject", "", "Formats written upstream, comma-separated (default w3c,b3; w3c,b3,sw8 with --skywalking)")
 			cmd.Flags().Bool("response-headers", false, "Tell clients their trace: Server-Timing and X-Trace-Id")
 			cmd.Flags().StringArray("egress", nil, "Egress listener LISTEN=URL (repeatable), e.g. 127.0.0.1:9001=http://payments.internal:8080")
+			cmd.Flags().String("forward-proxy", "", "Forward-proxy listener for the service's HTTP_PROXY, e.g. 127.0.0.1:3128")
 			cmd.Flags().String("stitch", "", "Attribution methods of egress calls, in order, space- or comma-separated (default \"header request_id process sole_inflight\")")
 			cmd.Flags().String("request-id-header", "", "Correlation header of stitch method request_id (default X-Request-ID)")
 			cmd.Flags().String("ui", "", "Serve the trace UI and Zipkin's query API here (default "+defaultUI+" when no exporter is given; off to disable)")
@@ -78,10 +82,11 @@ type proxyOptions struct {
 	ui                     string
 	responseHeaders, debug bool
 	kafka                  kafkaFlags
-	// egress are the --egress LISTEN=URL values; stitch and requestIDHeader
-	// the attribution options.
-	egress                  []string
-	stitch, requestIDHeader string
+	// egress are the --egress LISTEN=URL values, forwardProxy the
+	// --forward-proxy address; stitch and requestIDHeader the attribution
+	// options.
+	egress                                []string
+	forwardProxy, stitch, requestIDHeader string
 }
 
 // defaultUI is where the trace UI listens when no exporter is given.
@@ -126,7 +131,7 @@ func cmdProxy(fs caddycmd.Flags) (int, error) {
 		extract: fs.String("extract"), inject: fs.String("inject"), admin: fs.String("admin"),
 		responseHeaders: fs.Bool("response-headers"), debug: fs.Bool("debug"), ui: fs.String("ui"),
 		kafka:  kafkaFlags{brokers: fs.String("kafka"), topic: fs.String("kafka-topic"), encoding: fs.String("kafka-encoding")},
-		stitch: fs.String("stitch"), requestIDHeader: fs.String("request-id-header"),
+		stitch: fs.String("stitch"), requestIDHeader: fs.String("request-id-header"), forwardProxy: fs.String("forward-proxy"),
 	}
 	o.egress, _ = fs.GetStringArray("egress")
 	cf, err := o.caddyfile()

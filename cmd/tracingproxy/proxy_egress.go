@@ -10,10 +10,10 @@ import (
 	"github.com/tracingproxy/tracingproxy/stitch"
 )
 
-// egressListener is one --egress LISTEN=URL.
+// egressListener is one --egress LISTEN=URL, or the --forward-proxy.
 type egressListener struct {
 	host, port string // where the service calls
-	target     string // the real upstream, http(s)://host[:port]
+	target     string // the real upstream, http(s)://host[:port]; "" for the forward proxy
 }
 
 // egressListeners checks the --egress values: LISTEN is host:port, URL is
@@ -49,6 +49,19 @@ func (o *proxyOptions) egressListeners(fromPort, uiPort string) ([]egressListene
 		}
 		out = append(out, egressListener{host: host, port: port, target: strings.TrimSuffix(target, "/")})
 	}
+	if v := o.forwardProxy; v != "" {
+		host, port, err := net.SplitHostPort(v)
+		if err != nil {
+			return nil, fmt.Errorf("--forward-proxy must be host:port, e.g. 127.0.0.1:3128, got %q", v)
+		}
+		if p, err := strconv.Atoi(port); err != nil || p <= 0 || p > 65535 {
+			return nil, fmt.Errorf("--forward-proxy port must be a number from 1 to 65535, got %q", port)
+		}
+		if other, dup := ports[port]; dup {
+			return nil, fmt.Errorf("--forward-proxy %s: port %s is already used by %s", v, port, other)
+		}
+		out = append(out, egressListener{host: host, port: port})
+	}
 	return out, nil
 }
 
@@ -57,7 +70,7 @@ func (o *proxyOptions) egressListeners(fromPort, uiPort string) ([]egressListene
 func (o *proxyOptions) stitchOption(egress bool) (string, error) {
 	if !egress {
 		if o.stitch != "" || o.requestIDHeader != "" {
-			return "", fmt.Errorf("--stitch and --request-id-header need an --egress listener: they say how its calls are attributed")
+			return "", fmt.Errorf("--stitch and --request-id-header need an --egress or --forward-proxy listener: they say how its calls are attributed")
 		}
 		return "", nil
 	}
@@ -81,19 +94,30 @@ func (o *proxyOptions) stitchOption(egress bool) (string, error) {
 
 // egressSite renders the site of one egress listener: the service's
 // handler in egress mode in front of reverse_proxy to the real target,
-// with the target's Host (and, for https, TLS originated here).
+// with the target's Host (and, for https, TLS originated here); for the
+// forward proxy, to the destination each request names.
 func (o *proxyOptions) egressSite(e egressListener, ui bool) string {
 	var b strings.Builder
-	u, _ := url.Parse(e.target)
-	fmt.Fprintf(&b, "\n# Egress: the service calls %s instead of %s.\nhttp://:%s {\n", net.JoinHostPort(hostOr(e.host, "127.0.0.1"), e.port), e.target, e.port)
+	addr := net.JoinHostPort(hostOr(e.host, "127.0.0.1"), e.port)
+	if e.target == "" {
+		fmt.Fprintf(&b, "\n# Forward proxy: the service's HTTP_PROXY and HTTPS_PROXY are http://%s.\nhttp://:%s {\n", addr, e.port)
+	} else {
+		fmt.Fprintf(&b, "\n# Egress: the service calls http://%s instead of %s.\nhttp://:%s {\n", addr, e.target, e.port)
+	}
 	if e.host != "" {
 		fmt.Fprintf(&b, "\tbind %s\n", quote(e.host))
 	}
 	b.WriteString("\ttracingproxy {\n")
 	b.WriteString(o.handlerOptions(e.target, ui))
+	if e.target == "" {
+		b.WriteString("\t\tegress {\n\t\t\tforward_proxy\n\t\t}\n\t}\n")
+		b.WriteString("\treverse_proxy {http.vars.tracingproxy_forward_upstream}\n}\n")
+		return b.String()
+	}
 	b.WriteString("\t\tegress\n\t}\n")
 	// The Host the target expects: the URL's, as written (without a
 	// default port).
+	u, _ := url.Parse(e.target)
 	fmt.Fprintf(&b, "\treverse_proxy %s {\n\t\theader_up Host %s\n\t}\n}\n", quote(u.Scheme+"://"+u.Host), quote(u.Host))
 	return b.String()
 }

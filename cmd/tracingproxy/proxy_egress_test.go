@@ -55,23 +55,25 @@ func servers(t *testing.T, o proxyOptions) (string, map[string][]map[string]any,
 // site per egress listener.
 func TestProxyCommandEgress(t *testing.T) {
 	o := proxyOptions{from: ":8080", to: "127.0.0.1:3000", service: "orders-legacy", zipkin: "http://127.0.0.1:9411/api/v2/spans",
-		egress: []string{"127.0.0.1:9001=http://payments.internal:8080", "127.0.0.1:9002=https://search.example.com"},
-		stitch: "request_id,sole_inflight", requestIDHeader: "X-Correlation-ID"}
+		egress:       []string{"127.0.0.1:9001=http://payments.internal:8080", "127.0.0.1:9002=https://search.example.com"},
+		forwardProxy: "127.0.0.1:3128",
+		stitch:       "request_id,sole_inflight", requestIDHeader: "X-Correlation-ID"}
 	cf, handlers, listens := servers(t, o)
 	for _, want := range []string{
 		"stitch request_id sole_inflight {", "request_id_header X-Correlation-ID",
 		"http://:9001 {", "http://:9002 {", "reverse_proxy http://payments.internal:8080 {", "header_up Host payments.internal:8080",
 		"reverse_proxy https://search.example.com {", "header_up Host search.example.com",
 		"upstream_address payments.internal:8080", "upstream_address search.example.com:443",
+		"http://:3128 {", "forward_proxy", "reverse_proxy {http.vars.tracingproxy_forward_upstream}",
 	} {
 		if !strings.Contains(cf, want) {
 			t.Errorf("Caddyfile lacks %q:\n%s", want, cf)
 		}
 	}
-	if len(handlers) != 3 {
-		t.Fatalf("servers %v, want the ingress and two egress listeners", listens)
+	if len(handlers) != 4 {
+		t.Fatalf("servers %v, want the ingress, two egress listeners and the forward proxy", listens)
 	}
-	var ingress, egress int
+	var ingress, egress, forward int
 	for name, hs := range handlers {
 		if len(hs) != 2 || hs[0]["handler"] != "tracingproxy" || hs[1]["handler"] != "reverse_proxy" {
 			t.Errorf("server %s handlers %v, want tracingproxy then reverse_proxy", name, hs)
@@ -91,6 +93,14 @@ func TestProxyCommandEgress(t *testing.T) {
 			if l := listens[name]; len(l) != 1 || l[0] != ":8080" {
 				t.Errorf("ingress listens on %v", l)
 			}
+		case tp["egress"] != nil && tp["egress"].(map[string]any)["forward_proxy"] == true:
+			forward++
+			if l := listens[name]; len(l) != 1 || l[0] != "127.0.0.1:3128" {
+				t.Errorf("forward proxy listens on %v", l)
+			}
+			if ups, _ := json.Marshal(hs[1]["upstreams"]); !strings.Contains(string(ups), "{http.vars.tracingproxy_forward_upstream}") {
+				t.Errorf("forward proxy upstreams %s", ups)
+			}
 		case tp["egress"] != nil:
 			egress++
 			if l := listens[name]; len(l) != 1 || (l[0] != "127.0.0.1:9001" && l[0] != "127.0.0.1:9002") {
@@ -104,8 +114,8 @@ func TestProxyCommandEgress(t *testing.T) {
 			}
 		}
 	}
-	if ingress != 1 || egress != 2 {
-		t.Errorf("%d ingress and %d egress handlers, want 1 and 2:\n%s", ingress, egress, cf)
+	if ingress != 1 || egress != 2 || forward != 1 {
+		t.Errorf("%d ingress, %d egress and %d forward proxy handlers, want 1, 2 and 1:\n%s", ingress, egress, forward, cf)
 	}
 
 	// The default order, written out.
@@ -134,7 +144,10 @@ func TestProxyCommandRefusesBadEgressFlags(t *testing.T) {
 		{proxyOptions{egress: []string{"127.0.0.1:9001=http://p:1/api"}}, "with no path"},
 		{proxyOptions{egress: []string{"127.0.0.1:9001=http://p:1"}, stitch: "guess"}, `--stitch: stitch: unknown method "guess"`},
 		{proxyOptions{egress: []string{"127.0.0.1:9001=http://p:1"}, requestIDHeader: "X Request"}, "--request-id-header must be a header name"},
-		{proxyOptions{stitch: "header"}, "--stitch and --request-id-header need an --egress listener"},
+		{proxyOptions{stitch: "header"}, "--stitch and --request-id-header need an --egress or --forward-proxy listener"},
+		{proxyOptions{forwardProxy: "3128"}, "--forward-proxy must be host:port"},
+		{proxyOptions{forwardProxy: "127.0.0.1:0"}, "--forward-proxy port must be a number from 1 to 65535"},
+		{proxyOptions{egress: []string{"127.0.0.1:9001=http://p:1"}, forwardProxy: "127.0.0.1:9001"}, "port 9001 is already used by --egress"},
 	} {
 		tc.o.from, tc.o.to = ":8080", "127.0.0.1:3000"
 		if _, err := tc.o.caddyfile(); err == nil || !strings.Contains(err.Error(), tc.want) {

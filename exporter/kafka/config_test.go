@@ -3,6 +3,7 @@ package kafka
 import (
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -122,11 +123,12 @@ func TestCheck(t *testing.T) {
 // already and Export waits for every message, so franz-go's default linger
 // (10ms) would be added to every export (BenchmarkExportLinger measures it).
 func TestClientDoesNotLinger(t *testing.T) {
-	e := newExporter(t, Config{Brokers: []string{"127.0.0.1:9"}})
+	broker := "127.0.0.1:" + strconv.Itoa(freePort(t)) // never dialled
+	e := newExporter(t, Config{Brokers: []string{broker}})
 	if got := e.cl.OptValue(kgo.ProducerLinger); got != time.Duration(0) {
 		t.Errorf("producer linger %v, want 0", got)
 	}
-	plain, err := kgo.NewClient(kgo.SeedBrokers("127.0.0.1:9"))
+	plain, err := kgo.NewClient(kgo.SeedBrokers(broker))
 	if err != nil {
 		t.Fatal(err)
 	}

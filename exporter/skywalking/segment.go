@@ -47,6 +47,12 @@ var statusText = func() (t [600]string) {
 // per CLIENT span, parent 0), or Local spans for a record's local spans. Times are epoch milliseconds. Strings that are
 // not valid UTF-8 are repaired, since protobuf refuses to encode them.
 //
+// A record whose first span is a CLIENT span (a legacy service's egress call
+// that no in-flight inbound request holds) is a segment of that one Exit
+// span, its reference naming the span it continues: CrossThread when that
+// is a span of the same service (its inbound request's Entry span, for
+// work done after the response), CrossProcess otherwise.
+//
 // The trace id is r.SWTraceID, or the 32 hex digits of r.TraceID when that
 // is empty. r.SegmentID must be set.
 func Segment(r *exporter.Record) *agentv3.SegmentObject {
@@ -77,9 +83,20 @@ func Segment(r *exporter.Record) *agentv3.SegmentObject {
 	entry.ParentSpanId = -1
 	entry.SpanType = agentv3.SpanType_Entry
 	entry.ComponentId = ComponentGoHTTPServer
+	refType := agentv3.RefType_CrossProcess
+	if r.Server.Kind == exporter.KindClient {
+		entry.SpanType = agentv3.SpanType_Exit
+		entry.ComponentId = ComponentGoHTTPClient
+		if entry.Peer == "" {
+			entry.Peer = UnknownPeer
+		}
+		if r.Parent.Service == r.Service {
+			refType = agentv3.RefType_CrossThread
+		}
+	}
 	if p := &r.Parent; p.SegmentID != "" {
 		ref := &blk.ref
-		ref.RefType = agentv3.RefType_CrossProcess
+		ref.RefType = refType
 		ref.TraceId = traceID
 		ref.ParentTraceSegmentId = validUTF8(p.SegmentID)
 		ref.ParentSpanId = p.SpanID
@@ -96,6 +113,9 @@ func Segment(r *exporter.Record) *agentv3.SegmentObject {
 		exit := &spans[i+1]
 		b.fill(exit, &r.Clients[i])
 		exit.SpanId = int32(i + 1)
+		if id := r.Clients[i].SegmentSpanID; id != 0 {
+			exit.SpanId = id
+		}
 		exit.ParentSpanId = 0
 		if r.Clients[i].Kind == exporter.KindLocal {
 			// The proxy's own work (a relayed WebSocket session): a
