@@ -17,8 +17,9 @@ import (
 // flight is an Exit span of that request's segment, under the id its sw8
 // named; a call made after the response (fire-and-forget work) is a
 // segment of its own whose one Exit span refers to the request's Entry span
-// (CrossThread: the same service). Both carry the service's name, so OAP
-// draws orders-legacy -> payments.
+// (CrossThread: the same service). Both carry the service's name, and the
+// hop from the proxy into the service is a Local span, so OAP draws
+// orders-legacy -> payments and nothing to the service's own address.
 func TestEgressSkyWalkingSegments(t *testing.T) {
 	col := swtest.NewGRPCCollector(t, swtest.GRPCOptions{Token: swToken})
 	payments := newUpstream(t)
@@ -61,12 +62,16 @@ func TestEgressSkyWalkingSegments(t *testing.T) {
 		t.Fatalf("payments' sw8 names segment %s of %s, want the inbound request's %s of %s", charge.segment, charge.service, in.TraceSegmentId, swService)
 	}
 	if in.Service != swService || len(in.Spans) != 3 {
-		t.Fatalf("inbound segment of %s with %d spans, want %s with Entry, the hop's Exit and the call's Exit", in.Service, len(in.Spans), swService)
+		t.Fatalf("inbound segment of %s with %d spans, want %s with Entry, the hop into the service and the call's Exit", in.Service, len(in.Spans), swService)
 	}
 	var exit *agentv3.SpanObject
 	for _, s := range in.Spans[1:] {
 		if s.Peer == payments.hostport() {
 			exit = s
+		} else if s.SpanType != agentv3.SpanType_Local {
+			// An Exit span to the service's own address would draw it
+			// as a peer of itself.
+			t.Errorf("the hop into the service is a %v span, want Local", s.SpanType)
 		}
 	}
 	if exit == nil || exit.SpanType != agentv3.SpanType_Exit || exit.ParentSpanId != 0 || exit.SpanId != int32(charge.span) || exit.ComponentId != 5005 {

@@ -214,6 +214,14 @@ func TestEgressJoinsTheInboundTrace(t *testing.T) {
 				t.Fatalf("egress spans %+v, want 1", eg)
 			}
 			e := eg[0]
+			if clients := spansOfKind(spans, traceID, "CLIENT"); len(clients) != 1 || clients[0].ID != e.ID {
+				// The hop into the service is a local span: Zipkin's
+				// dependency links see orders-legacy call payments only.
+				t.Errorf("CLIENT spans %+v, want only the egress call's", clients)
+			}
+			if hop := spansOfKind(spans, traceID, ""); len(hop) != 1 || hop[0].ParentID == nil || *hop[0].ParentID != server.ID {
+				t.Errorf("local spans %+v, want the hop into the service, child of the SERVER span", hop)
+			}
 			if e.TraceID != traceID || e.Kind == nil || *e.Kind != "CLIENT" {
 				t.Errorf("egress span in trace %s kind %v, want a CLIENT span of %s", e.TraceID, e.Kind, traceID)
 			}

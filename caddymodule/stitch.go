@@ -492,8 +492,20 @@ func (s *egressSink) export(rec *exporter.Record, queues []*pooledQueue) {
 
 // enqueue exports a finished ingress record, through its egress sink when
 // the request stitches.
+//
+// A stitching proxy is the service's own sidecar: with its egress calls
+// recorded as the service's CLIENT spans, the hop from the proxy into the
+// service is work inside the service node, so its attempts are local
+// spans. Backends then draw caller -> service -> dependencies, with no
+// edge to the service's own address (SkyWalking: no Exit span to it, so
+// no extra peer node; Zipkin and OTLP service graphs: no CLIENT span).
 func (h *Handler) enqueue(b *recordBuf, rec *exporter.Record) {
 	if b.egress != nil {
+		for i := range rec.Clients {
+			if rec.Clients[i].Kind == exporter.KindClient {
+				rec.Clients[i].Kind = exporter.KindLocal
+			}
+		}
 		b.egress.settle(rec, h.queues)
 		return
 	}

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -176,11 +177,16 @@ func TestTraceStaysInOnePartition(t *testing.T) {
 // alive with the instance name as key.
 func TestSkyWalkingManagement(t *testing.T) {
 	c := cluster(t, []string{"prod-skywalking-segments", "prod-skywalking-managements"})
+	var mu sync.Mutex // OnError runs on the management goroutine
 	var errs []error
 	newExporter(t, Config{
 		Brokers: c.ListenAddrs(), Encoding: EncodingSkyWalking, Topic: "prod-skywalking-segments",
 		Service: "orders-legacy", Instance: "proxy-1", Version: "v9", KeepAlive: 20 * time.Millisecond,
-		OnError: func(err error) { errs = append(errs, err) },
+		OnError: func(err error) {
+			mu.Lock()
+			defer mu.Unlock()
+			errs = append(errs, err)
+		},
 	})
 	msgs := consume(t, c.ListenAddrs(), "prod-skywalking-managements", 3)
 	if string(msgs[0].Key) != "register-proxy-1" {
@@ -205,6 +211,8 @@ func TestSkyWalkingManagement(t *testing.T) {
 			t.Errorf("ping %v", &ping)
 		}
 	}
+	mu.Lock()
+	defer mu.Unlock()
 	if len(errs) != 0 {
 		t.Errorf("management errors with a live broker: %v", errs)
 	}

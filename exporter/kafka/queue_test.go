@@ -46,7 +46,9 @@ func TestDeadBrokerComesBack(t *testing.T) {
 		t.Fatal(err)
 	}
 	const size, batch = 8, 4
-	q := exporter.NewQueue(e, fastRetry(size, batch))
+	qc := fastRetry(size, batch)
+	qc.FlushInterval = time.Hour // batches leave full, so the first one in flight is exactly the first 4
+	q := exporter.NewQueue(e, qc)
 	var first []*exporter.Record
 	for range batch {
 		r := record(1)
@@ -169,7 +171,8 @@ func TestStalledBrokerNeverBlocksEnqueue(t *testing.T) {
 	}
 	const size, batch, burst = 8, 4, 100
 	qc := fastRetry(size, batch)
-	qc.Timeout = time.Minute // the export stays in flight for the whole burst
+	qc.Timeout = time.Minute     // the export stays in flight for the whole burst
+	qc.FlushInterval = time.Hour // batches leave full, so the one in flight is exactly the first 4
 	q := exporter.NewQueue(e, qc)
 	for range batch {
 		q.Enqueue(record(1))
