@@ -121,7 +121,7 @@ type SASL struct {
 	Username, Password string
 }
 
-// Topic returns the topic of an encoding when none is configured.
+// defaultTopic returns the topic of an encoding when none is configured.
 func defaultTopic(encoding string) string {
 	switch encoding {
 	case EncodingSkyWalking:

@@ -250,10 +250,10 @@ func (e *Exporter) outcome(batch []*exporter.Record, fl *flight) error {
 		failedIdx = append(failedIdx, i)
 		if permanent(f.err) {
 			rejectedSpans += batch[i].SpanCount()
-			firstPerm = cmp(firstPerm, f.err)
+			firstPerm = firstErr(firstPerm, f.err)
 		} else {
 			retry++
-			first = cmp(first, f.err)
+			first = firstErr(first, f.err)
 		}
 	}
 	if retry > 0 {
@@ -286,7 +286,8 @@ func (e *Exporter) remember(batch []*exporter.Record, failed []int) {
 	}
 }
 
-func cmp(first, err error) error {
+// firstErr returns first, or err when there is none yet.
+func firstErr(first, err error) error {
 	if first == nil {
 		return err
 	}
