@@ -255,6 +255,7 @@ type caddySite struct {
 	service   string
 	stitch    []string // the ingress handler's stitch methods; nil when it has none
 	egress    bool     // the handler is in egress mode
+	forward   bool     // as a forward proxy (egress forward_proxy)
 	upstreams []string // reverse_proxy dial addresses
 }
 
@@ -287,10 +288,12 @@ func adaptSites(t *testing.T, file string) (sites []caddySite, listens [][]strin
 		for _, r := range srv.Routes {
 			for i, raw := range r.Handle {
 				var h struct {
-					Handler     string    `json:"handler"`
-					ServiceName string    `json:"service_name"`
-					Egress      *struct{} `json:"egress"`
-					Stitch      *struct {
+					Handler     string `json:"handler"`
+					ServiceName string `json:"service_name"`
+					Egress      *struct {
+						ForwardProxy bool `json:"forward_proxy"`
+					} `json:"egress"`
+					Stitch *struct {
 						Methods []string `json:"methods"`
 					} `json:"stitch"`
 				}
@@ -300,7 +303,7 @@ func adaptSites(t *testing.T, file string) (sites []caddySite, listens [][]strin
 				if h.Handler != "tracingproxy" {
 					continue
 				}
-				s := caddySite{listen: srv.Listen, service: h.ServiceName, egress: h.Egress != nil}
+				s := caddySite{listen: srv.Listen, service: h.ServiceName, egress: h.Egress != nil, forward: h.Egress != nil && h.Egress.ForwardProxy}
 				if h.Stitch != nil {
 					s.stitch = h.Stitch.Methods
 				}
@@ -542,8 +545,14 @@ func TestKubernetesEgress(t *testing.T) {
 
 	// Egress: the app calls a listener of its own service on loopback,
 	// and the listener's target is a Service of the example, on the port
-	// its pods serve.
-	called := false
+	// its pods serve; its HTTP_PROXY is a forward proxy of the service, and
+	// its NO_PROXY keeps the calls to the listeners off it.
+	env := map[string]string{}
+	for _, e := range app.Env {
+		env[e.Name] = e.Value
+	}
+	noProxy := strings.Split(env["NO_PROXY"], ",")
+	called, proxied := false, false
 	for _, e := range egress {
 		if e.service != ingress.service {
 			t.Errorf("egress listener %v is of service %q, the ingress of %q: its calls would join nothing", e.listen, e.service, ingress.service)
@@ -551,6 +560,13 @@ func TestKubernetesEgress(t *testing.T) {
 		if len(e.listen) != 1 || !isLoopback(t, e.listen[0]) {
 			t.Errorf("egress listener %v: want one loopback address (bind 127.0.0.1)", e.listen)
 			continue
+		}
+		if e.forward {
+			proxied = proxied || env["HTTP_PROXY"] == "http://"+e.listen[0]
+			continue
+		}
+		if host, _, _ := net.SplitHostPort(e.listen[0]); !slices.Contains(noProxy, host) {
+			t.Errorf("NO_PROXY %q does not name %s: the app's calls to the listener %s would go through the forward proxy", env["NO_PROXY"], host, e.listen[0])
 		}
 		called = called || argAfter(cmd, "--upstream") == "http://"+e.listen[0]
 		if len(e.upstreams) != 1 {
@@ -586,5 +602,8 @@ func TestKubernetesEgress(t *testing.T) {
 	}
 	if !called {
 		t.Errorf("the app calls %s, no egress listener", argAfter(cmd, "--upstream"))
+	}
+	if !proxied {
+		t.Errorf("the app's HTTP_PROXY %q is no forward-proxy listener of the sidecar", env["HTTP_PROXY"])
 	}
 }

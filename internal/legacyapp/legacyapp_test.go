@@ -319,20 +319,20 @@ func TestStops(t *testing.T) {
 		if err := syscall.Kill(app.PID, syscall.SIGKILL); err != nil {
 			t.Fatal(err)
 		}
-		waitGone(t, app.Workers, 2*time.Second)
+		waitGone(t, app.Workers, 10*time.Second)
 	})
 	t.Run("SIGTERM", func(t *testing.T) {
 		app := Start(t, Config{Model: Prefork, Workers: 2, Upstream: "http://127.0.0.1:1"})
 		if err := syscall.Kill(app.PID, syscall.SIGTERM); err != nil {
 			t.Fatal(err)
 		}
-		waitGone(t, append([]int{app.PID}, app.Workers...), 2*time.Second)
+		waitGone(t, append([]int{app.PID}, app.Workers...), 10*time.Second)
 	})
 	t.Run("stdin closed", func(t *testing.T) {
 		app := Start(t, Config{Model: Thread, Upstream: "http://127.0.0.1:1"})
 		pids = append(pids, app.PID)
 	})
-	waitGone(t, pids, 5*time.Second)
+	waitGone(t, pids, 10*time.Second)
 }
 
 // alive reports whether pid is a running (not zombie) process.
