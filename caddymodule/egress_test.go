@@ -400,6 +400,40 @@ func TestEgressReusedRequestIDIsNeverAGuess(t *testing.T) {
 	if got := stitchCounters()["none"] - before["none"]; got != 2 {
 		t.Errorf("tracingproxy_stitch_total{method=none} grew by %d, want 2", got)
 	}
+	// The counter as Caddy's /metrics serves it, every method listed.
+	scraped := scrapeStitch(t)
+	for m, n := range stitchCounters() {
+		if scraped[m] != n {
+			t.Errorf("/metrics tracingproxy_stitch_total{method=%q} = %d, want %d", m, scraped[m], n)
+		}
+	}
+}
+
+// scrapeStitch reads tracingproxy_stitch_total by method from the admin
+// endpoint's /metrics.
+func scrapeStitch(t *testing.T) map[string]uint64 {
+	t.Helper()
+	res, err := http.Get(fmt.Sprintf("http://localhost:%d/metrics", adminPort))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	body, _ := io.ReadAll(res.Body)
+	out := map[string]uint64{}
+	for _, line := range strings.Split(string(body), "\n") {
+		rest, ok := strings.CutPrefix(line, `tracingproxy_stitch_total{method="`)
+		if !ok {
+			continue
+		}
+		m, v, _ := strings.Cut(rest, `"} `)
+		var n uint64
+		fmt.Sscan(v, &n)
+		out[m] = n
+	}
+	if len(out) != 5 {
+		t.Fatalf("/metrics has tracingproxy_stitch_total for %v, want the 5 outcomes", out)
+	}
+	return out
 }
 
 // An https target: the service speaks plain HTTP to the egress listener,
@@ -644,4 +678,47 @@ func mustConfig(t *testing.T, js []byte) *caddy.Config {
 		t.Fatal(err)
 	}
 	return &cfg
+}
+
+// A flood of unique request ids, sent or generated, keeps the service's id
+// map at max_ids.
+func TestStitchIDFloodKeepsTheMapAtItsBound(t *testing.T) {
+	c := zipkintest.NewCollector(t)
+	payments := newUpstream(t)
+	egressPort := freePort()
+	app := newLegacyApp(t, fmt.Sprintf("http://127.0.0.1:%d", egressPort))
+	startCaddySites(t, stitchSites(c, app.URL, payments.hostport(), egressPort, "stitch request_id {\n\t\t\tmax_ids 10\n\t\t}", "egress"))
+	for i := 0; i < 40; i++ {
+		hdr := map[string][]string{"X-Request-Id": {fmt.Sprintf("flood-%d", i)}}
+		if i%2 == 1 {
+			hdr = nil // the ingress generates one
+		}
+		if res, _ := get(t, fmt.Sprintf("/orders/%d?fwd=X-Request-Id", i), hdr); res.StatusCode != 200 {
+			t.Fatalf("request %d: %d", i, res.StatusCode)
+		}
+	}
+	var reg *stitch.Registry
+	stitchPool.Range(func(key, v any) bool {
+		if k := key.(string); strings.HasPrefix(k, "orders-legacy\x00") && strings.HasSuffix(k, "|10|0|0") { // this test's max_ids
+			reg = v.(*pooledRegistry).reg
+		}
+		return true
+	})
+	if reg == nil {
+		t.Fatal("no registry for orders-legacy")
+	}
+	if n := reg.IDs(); n != 10 {
+		t.Fatalf("id map holds %d ids after 40 unique ones, want max_ids 10", n)
+	}
+	// The newest ids still stitch.
+	spans := c.WaitSpans(t, 120, 10*time.Second) // SERVER, the hop, the call
+	last := 0
+	for _, e := range egressSpans(spans) {
+		if e.Tags["http.path"] == "/charge/39" && e.Tags["tracingproxy.stitch"] == "request_id" {
+			last++
+		}
+	}
+	if last != 1 {
+		t.Errorf("the last call was not stitched by request_id")
+	}
 }

@@ -91,7 +91,7 @@ func processRegistry(b *testing.B, queued int) (*Registry, *ProcMapper, net.Conn
 	}
 	for i := 0; i < 63-queued; i++ {
 		key := new(int)
-		m.store(key, 1<<22+i)
+		m.store(key, procEntry{pid: 1<<22 + i})
 		r.SetConn(begin(r, 1, ""), key, Conn{})
 	}
 	return r, m, cl, c

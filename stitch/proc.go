@@ -58,6 +58,11 @@ type Resolver interface {
 	// process holds, 0 on those it does not know. An error skips method
 	// process for the call.
 	Resolve(caller Socket, pending []Socket) (int, error)
+	// Verify sets PID to pid on each of held (connections once found in
+	// process pid) that pid still holds, and to 0 on those it closed: a
+	// worker that answered a request and closed its connection serves the
+	// next one while the proxy is still finishing the first.
+	Verify(pid int, held []Socket) error
 }
 
 // ProcMapper maps service-side TCP sockets to the process holding them
@@ -78,9 +83,15 @@ type ProcMapper struct {
 	broken atomic.Bool
 
 	mu     sync.Mutex
-	cache  map[any]int
+	cache  map[any]procEntry
 	max    int
 	recent []int // pids that held a socket, newest last
+}
+
+// procEntry is what the mapper knows of one connection.
+type procEntry struct {
+	pid   int
+	inode uint64
 }
 
 // maxRecent bounds the pids searched before the full walk of /proc.
@@ -95,7 +106,7 @@ func NewProcMapper(root string, max int) *ProcMapper {
 	if max <= 0 {
 		max = 4096
 	}
-	return &ProcMapper{root: root, cache: make(map[any]int), max: max}
+	return &ProcMapper{root: root, cache: make(map[any]procEntry), max: max}
 }
 
 // Cached reports how many connections the mapper holds.
@@ -127,11 +138,11 @@ func (m *ProcMapper) Resolve(caller Socket, pending []Socket) (int, error) {
 		return 0, ErrNoProc
 	}
 	m.mu.Lock()
-	pid := m.cache[caller.Key]
+	pid := m.cache[caller.Key].pid
 	uncached := 0
 	for i := range pending {
 		s := &pending[i]
-		if s.PID = m.cache[s.Key]; s.PID == 0 {
+		if s.PID = m.cache[s.Key].pid; s.PID == 0 {
 			uncached++
 		}
 	}
@@ -172,7 +183,7 @@ func (m *ProcMapper) Resolve(caller Socket, pending []Socket) (int, error) {
 			return 0, err
 		}
 		pid = p
-		m.store(caller.Key, pid)
+		m.store(caller.Key, procEntry{pid, inodes[0]})
 	}
 
 	// Which of the uncached pending connections pid holds: one pass over
@@ -192,7 +203,7 @@ func (m *ProcMapper) Resolve(caller Socket, pending []Socket) (int, error) {
 		m.eachSocket(pid, func(inode uint64) bool {
 			if j, ok := held[inode]; ok {
 				pending[j].PID = pid
-				m.store(pending[j].Key, pid)
+				m.store(pending[j].Key, procEntry{pid, inode})
 			}
 			return true
 		})
@@ -201,13 +212,40 @@ func (m *ProcMapper) Resolve(caller Socket, pending []Socket) (int, error) {
 }
 
 // store caches the process holding a connection.
-func (m *ProcMapper) store(key any, pid int) {
+func (m *ProcMapper) store(key any, e procEntry) {
 	m.mu.Lock()
 	if len(m.cache) >= m.max {
 		clear(m.cache)
 	}
-	m.cache[key] = pid
+	m.cache[key] = e
 	m.mu.Unlock()
+}
+
+// Verify implements Resolver with one read of pid's fds. A connection the
+// mapper does not know (evicted from the cache) is left as it was.
+func (m *ProcMapper) Verify(pid int, held []Socket) error {
+	if m.broken.Load() {
+		return ErrNoProc
+	}
+	want := make(map[uint64]int, len(held))
+	m.mu.Lock()
+	for i := range held {
+		if e, ok := m.cache[held[i].Key]; ok && e.pid == pid && e.inode != 0 {
+			want[e.inode] = i
+			held[i].PID = 0
+		}
+	}
+	m.mu.Unlock()
+	if len(want) == 0 {
+		return nil
+	}
+	m.eachSocket(pid, func(inode uint64) bool {
+		if i, ok := want[inode]; ok {
+			held[i].PID = pid
+		}
+		return true
+	})
+	return nil
 }
 
 func (m *ProcMapper) fail(err error) {

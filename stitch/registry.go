@@ -381,8 +381,51 @@ func (r *Registry) byProcess(c Call) (Result, bool) {
 		return Result{}, false
 	}
 	var match *Ingress
-	for _, in := range r.inflight {
+	var same []Socket // the requests of pid, when more than one
+	for seq, in := range r.inflight {
 		if in.pid != pid {
+			continue
+		}
+		if match != nil && same == nil {
+			same = append(same, Socket{Key: match.connKey, PID: pid, seq: match.seq})
+		}
+		if match != nil {
+			same = append(same, Socket{Key: in.connKey, PID: pid, seq: seq})
+		}
+		match = in
+	}
+	if same == nil {
+		if match == nil {
+			return Result{}, false
+		}
+		return Result{Method: MethodProcess, Parent: match.Ctx, Data: match.Data}, true
+	}
+	return r.disambiguate(pid, same)
+}
+
+// disambiguate answers among several in-flight requests placed in one
+// process: those whose connection the process closed were answered (the
+// proxy is still finishing them), and if exactly one connection is still
+// held, its request made the call. Otherwise no guess. Called with r.mu
+// held; it releases it while the Resolver reads /proc.
+func (r *Registry) disambiguate(pid int, same []Socket) (Result, bool) {
+	if len(same) > MaxCandidates {
+		return Result{}, false
+	}
+	r.mu.Unlock()
+	err := r.procs.Verify(pid, same)
+	r.mu.Lock()
+	if err != nil {
+		return Result{}, false
+	}
+	var match *Ingress
+	for _, s := range same {
+		in, ok := r.inflight[s.seq]
+		if !ok || in.connKey != s.Key || in.pid != pid {
+			continue // ended, or moved, meanwhile
+		}
+		if s.PID != pid {
+			in.pid = -1 // answered: never this process's caller again
 			continue
 		}
 		if match != nil {

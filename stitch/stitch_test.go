@@ -26,7 +26,20 @@ func begin(r *Registry, n byte, id string) *Ingress {
 // portProcs is a Resolver that takes a connection's local port for the
 // pid of the process holding it; port 0 is a connection no process holds
 // (not accepted yet). It counts its calls.
-type portProcs struct{ calls int }
+type portProcs struct {
+	calls  int
+	closed map[any]bool // connections the service closed
+}
+
+// Verify keeps the connections not closed.
+func (p *portProcs) Verify(pid int, held []Socket) error {
+	for i := range held {
+		if p.closed[held[i].Key] {
+			held[i].PID = 0
+		}
+	}
+	return nil
+}
 
 func (p *portProcs) Resolve(caller Socket, pending []Socket) (int, error) {
 	p.calls++
@@ -229,12 +242,15 @@ func TestInflightBounded(t *testing.T) {
 	}
 }
 
-// resolverFunc is a Resolver from a function.
+// resolverFunc is a Resolver from a function; Verify keeps every
+// connection.
 type resolverFunc func(caller Socket, pending []Socket) (int, error)
 
 func (f resolverFunc) Resolve(caller Socket, pending []Socket) (int, error) {
 	return f(caller, pending)
 }
+
+func (f resolverFunc) Verify(int, []Socket) error { return nil }
 
 // A request's process, once found, is kept: later calls from it cost the
 // Resolver nothing for that request.
@@ -265,6 +281,33 @@ func TestProcessResolvedOnce(t *testing.T) {
 	if got != 0 {
 		t.Fatalf("%d pending connections asked about again", got)
 	}
+}
+
+// A prefork worker that answered a request and closed its connection takes
+// the next while the proxy still finishes the first: the first is no
+// candidate any more, so the worker's call is the second's, and a process
+// still holding both connections is never a guess.
+func TestProcessAnsweredRequestIsNoCandidate(t *testing.T) {
+	procs := &portProcs{closed: map[any]bool{}}
+	r := NewRegistry(Config{Methods: []Method{MethodProcess}, Procs: procs})
+	a, b := begin(r, 1, ""), begin(r, 2, "")
+	onPID(r, a, 100)
+	onPID(r, b, 100)
+	if res := r.Attribute(pidCall(100)); res.Method != MethodNone {
+		t.Fatalf("both connections held: %v, want none", res.Method)
+	}
+	procs.closed[a] = true
+	res := r.Attribute(pidCall(100))
+	if res.Method != MethodProcess || res.Parent.SpanID[0] != 2 {
+		t.Fatalf("after the first connection closed: %+v, want process -> request 2", res)
+	}
+	// Once found answered, it stays out without asking again.
+	procs.closed[a] = false
+	if res := r.Attribute(pidCall(100)); res.Method != MethodProcess || res.Parent.SpanID[0] != 2 {
+		t.Fatalf("answered request came back: %+v", res)
+	}
+	r.End(a)
+	r.End(b)
 }
 
 // listenerWithBacklog returns a listener, one connection it accepted (the
@@ -535,5 +578,34 @@ func TestParseProcAddr(t *testing.T) {
 		if _, ok := parseProcAddr([]byte(bad)); ok {
 			t.Errorf("parseProcAddr(%q) accepted", bad)
 		}
+	}
+}
+
+// Verify on the real /proc: a connection this process closed is no longer
+// held, one it keeps is.
+func TestProcMapperVerify(t *testing.T) {
+	acc1, key1, _, _ := listenerWithBacklog(t, 0)
+	acc2, key2, _, _ := listenerWithBacklog(t, 0)
+	cl, c := ownCaller(t)
+	m := NewProcMapper("", 0)
+	pending := []Socket{{Key: key1, Conn: acc1}, {Key: key2, Conn: acc2}}
+	pid, err := m.Resolve(Socket{Key: cl, Conn: c}, pending)
+	if errors.Is(err, ErrNoProc) {
+		t.Skipf("/proc unreadable here: %v", err)
+	}
+	if err != nil || pending[0].PID != pid || pending[1].PID != pid {
+		t.Fatalf("Resolve = %d, %v, %+v", pid, err, pending)
+	}
+	key1.Close()
+	before := m.Reads()
+	held := []Socket{{Key: key1, PID: pid}, {Key: key2, PID: pid}}
+	if err := m.Verify(pid, held); err != nil {
+		t.Fatal(err)
+	}
+	if held[0].PID != 0 || held[1].PID != pid {
+		t.Fatalf("after closing the first: pids %d %d, want 0 %d", held[0].PID, held[1].PID, pid)
+	}
+	if reads := m.Reads() - before; reads != 1 {
+		t.Fatalf("Verify read %d directories, want the process's fds once", reads)
 	}
 }
