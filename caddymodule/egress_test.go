@@ -525,7 +525,7 @@ func TestEgressRefusesClientsOutsideAllowClients(t *testing.T) {
 	}
 	reverse_proxy %s
 }`, egressPort, payments.hostport()))
-		before := egressRefused.Load()
+		before := egressRefused[refusedClient].Load()
 		res, err := testClient.Get(fmt.Sprintf("http://127.0.0.1:%d/charge/1", egressPort))
 		if err != nil {
 			t.Fatal(err)
@@ -534,7 +534,7 @@ func TestEgressRefusesClientsOutsideAllowClients(t *testing.T) {
 		if res.StatusCode != http.StatusForbidden || payments.count() != 0 {
 			t.Errorf("status %d, payments got %d calls; want 403 and none", res.StatusCode, payments.count())
 		}
-		if egressRefused.Load() != before+1 {
+		if egressRefused[refusedClient].Load() != before+1 {
 			t.Errorf("refusal not counted")
 		}
 	})
