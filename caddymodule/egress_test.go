@@ -722,3 +722,26 @@ func TestStitchIDFloodKeepsTheMapAtItsBound(t *testing.T) {
 		t.Errorf("the last call was not stitched by request_id")
 	}
 }
+
+// One inbound record holds at most maxJoinedCalls calls, with distinct
+// Exit span ids; later calls, and calls after the record settled, are
+// records of their own.
+func TestEgressSinkBounded(t *testing.T) {
+	var s egressSink
+	ids := map[int32]bool{}
+	for i := 0; i < maxJoinedCalls; i++ {
+		id, ok := s.attach()
+		if !ok || ids[id] || id < egressExitBase {
+			t.Fatalf("call %d: id %d, %v", i, id, ok)
+		}
+		ids[id] = true
+	}
+	if _, ok := s.attach(); ok {
+		t.Fatalf("call %d joined the record", maxJoinedCalls+1)
+	}
+	var t2 egressSink
+	t2.settle(nil, nil)
+	if _, ok := t2.attach(); ok {
+		t.Fatal("a call joined a settled record")
+	}
+}

@@ -429,12 +429,17 @@ type egressSink struct {
 // collides with theirs.
 const egressExitBase = maxAttempts + 2
 
+// maxJoinedCalls bounds the calls one inbound record holds, so a service
+// that loops on calls cannot grow one record without end; later calls get
+// records of their own, referring to the inbound request all the same.
+const maxJoinedCalls = 128
+
 // attach registers a call about to start and returns its Exit span id, or
-// false when the ingress record was settled.
+// false when the ingress record was settled or holds maxJoinedCalls.
 func (s *egressSink) attach() (int32, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.settled {
+	if s.settled || s.exits >= maxJoinedCalls {
 		return 0, false
 	}
 	s.pending++
