@@ -48,8 +48,8 @@ type attemptBenchKey struct{}
 
 // BenchmarkHandlerAttempt is the sampled handler in front of one upstream
 // attempt on a reused connection (attemptLike). The file compiles unchanged
-// in a tree before per-attempt tracing, so both trees can be measured in
-// one run (BENCHMARKS.md).
+// with handler_bench_test.go in a tree before per-attempt tracing, so both
+// trees can be measured in one run (BENCHMARKS.md).
 func BenchmarkHandlerAttempt(b *testing.B) {
 	for _, c := range []struct{ name, js, traceparent string }{
 		{"sampled/w3c+b3", `{}`, benchTraceparent},
@@ -57,20 +57,7 @@ func BenchmarkHandlerAttempt(b *testing.B) {
 		{"unsampled", `{"sample_ratio":0}`, ""},
 	} {
 		b.Run(c.name, func(b *testing.B) {
-			mw := ourHandler(b, c.js)
-			base := newBenchRequest(c.traceparent)
-			w := &nopWriter{h: make(http.Header, 8)}
-			b.ReportAllocs()
-			b.ResetTimer()
-			for i := 0; i < b.N; i++ {
-				ctx := context.WithValue(base.Context(), caddyhttp.VarsCtxKey, map[string]any{caddyhttp.ClientIPVarKey: "192.0.2.10"})
-				ctx = context.WithValue(ctx, caddyhttp.ExtraLogFieldsCtxKey, new(caddyhttp.ExtraLogFields))
-				r := base.Clone(ctx)
-				clear(w.h)
-				if err := mw.ServeHTTP(w, r, attemptLike); err != nil {
-					b.Fatal(err)
-				}
-			}
+			benchHandlerOn(b, ourHandler(b, c.js), newBenchRequest(c.traceparent), attemptLike)
 		})
 	}
 }

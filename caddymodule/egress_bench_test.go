@@ -73,7 +73,7 @@ func BenchmarkHandlerStitch(b *testing.B) {
 		inflight(b, in, 64)
 		base := newBenchRequest(benchTraceparent)
 		base.Header.Set("X-Request-Id", "6f1e2a4c-93d1-4b7e-8a55-0c2d9e7f1b3a")
-		benchHandlerOn(b, in, base)
+		benchHandlerOn(b, in, base, upstreamLike)
 	})
 	b.Run("ingress/stitch/no-request-id-method", func(b *testing.B) {
 		in, _ := stitchedPair(b, `{`+svc+`,"stitch":{"methods":["process","sole_inflight"]}}`, `{`+svc+`,"egress":{}}`)
@@ -89,7 +89,7 @@ func BenchmarkHandlerStitch(b *testing.B) {
 			base.Header.Set("X-Request-Id", id)
 		}
 		before := stitchCounts[want].Load()
-		benchHandlerOn(b, eg, base)
+		benchHandlerOn(b, eg, base, upstreamLike)
 		if got := stitchCounts[want].Load() - before; got != uint64(b.N) {
 			b.Fatalf("%d of %d calls attributed by %v", got, b.N, want)
 		}
@@ -101,6 +101,6 @@ func BenchmarkHandlerStitch(b *testing.B) {
 		_, eg := stitchedPair(b, `{`+svc+`,"stitch":{}}`, `{`+svc+`,"egress":{}}`)
 		base := newBenchRequest(benchTraceparent)
 		base.RemoteAddr = "127.0.0.1:40000"
-		benchHandlerOn(b, eg, base)
+		benchHandlerOn(b, eg, base, upstreamLike)
 	})
 }

@@ -60,11 +60,11 @@ const benchTraceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-0
 // benchHandler runs one middleware per iteration on a fresh request state,
 // the same way for ours and Caddy's.
 func benchHandler(b *testing.B, mw caddyhttp.MiddlewareHandler, traceparent string) {
-	benchHandlerOn(b, mw, newBenchRequest(traceparent))
+	benchHandlerOn(b, mw, newBenchRequest(traceparent), upstreamLike)
 }
 
-// benchHandlerOn is benchHandler with a prepared base request.
-func benchHandlerOn(b *testing.B, mw caddyhttp.MiddlewareHandler, base *http.Request) {
+// benchHandlerOn is benchHandler with a prepared base request and next.
+func benchHandlerOn(b *testing.B, mw caddyhttp.MiddlewareHandler, base *http.Request, next caddyhttp.Handler) {
 	w := &nopWriter{h: make(http.Header, 8)}
 	b.ReportAllocs()
 	b.ResetTimer()
@@ -75,7 +75,7 @@ func benchHandlerOn(b *testing.B, mw caddyhttp.MiddlewareHandler, base *http.Req
 		ctx = context.WithValue(ctx, caddyhttp.ExtraLogFieldsCtxKey, new(caddyhttp.ExtraLogFields))
 		r := base.Clone(ctx)
 		clear(w.h)
-		if err := mw.ServeHTTP(w, r, upstreamLike); err != nil {
+		if err := mw.ServeHTTP(w, r, next); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -111,7 +111,7 @@ func BenchmarkHandler(b *testing.B) {
 	b.Run("tracingproxy/sampled/w3c+b3/server-without-access-log", func(b *testing.B) {
 		base := newBenchRequest(benchTraceparent)
 		base = base.WithContext(context.WithValue(base.Context(), caddyhttp.ServerCtxKey, new(caddyhttp.Server)))
-		benchHandlerOn(b, ourHandler(b, `{}`), base)
+		benchHandlerOn(b, ourHandler(b, `{}`), base, upstreamLike)
 	})
 	b.Run("tracingproxy/unsampled", func(b *testing.B) {
 		benchHandler(b, ourHandler(b, `{"sample_ratio":0}`), "")

@@ -19,22 +19,13 @@ import (
 
 // Ports of the Caddy instance the tests of this package run (caddytest runs
 // one in process and reloads its configuration per test). They are free
-// ports picked when the test binary starts, so two runs of the package at
-// once (two checkouts, CI beside a developer) never collide.
+// ports picked and held (see freePort) when the test binary starts, so two
+// runs at once (packages side by side, CI beside a developer) never share
+// one.
 var (
 	adminPort = freePort()
 	httpPort  = freePort()
 )
-
-// freePort returns a TCP port on 127.0.0.1 that was free a moment ago.
-func freePort() int {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		panic(fmt.Sprintf("no free port: %v", err))
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
 
 // proxyURL is where the tested Caddy serves.
 var proxyURL = fmt.Sprintf("http://127.0.0.1:%d", httpPort)

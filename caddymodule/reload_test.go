@@ -41,6 +41,11 @@ func TestReloadsKeepQueuesAndLoseNothing(t *testing.T) {
 	var answered atomic.Int64
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
+	// A failed reload ends the test at once: the traffic must end with it,
+	// not go on into the next test's Caddy.
+	var once sync.Once
+	stopTraffic := func() { once.Do(func() { close(stop); wg.Wait() }) }
+	defer stopTraffic()
 	for w := 0; w < 2; w++ {
 		wg.Add(1)
 		go func() {
@@ -66,8 +71,7 @@ func TestReloadsKeepQueuesAndLoseNothing(t *testing.T) {
 	for i := 1; i <= 50; i++ {
 		startCaddy(t, site(i))
 	}
-	close(stop)
-	wg.Wait()
+	stopTraffic()
 
 	n := int(answered.Load())
 	if n < 50 {
