@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -158,12 +159,30 @@ func TestSkyWalkingInstanceNamesTheHandler(t *testing.T) {
 }
 
 // TestCaddyfileExampleLoads adapts and provisions the repository's
-// Caddyfile.example, so the documented example always runs.
+// Caddyfile.example, as shipped and with its commented exporters (zipkin,
+// skywalking, otlp, kafka) uncommented, so the documented example always
+// runs.
 func TestCaddyfileExampleLoads(t *testing.T) {
 	data, err := os.ReadFile("../Caddyfile.example")
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Run("as shipped", func(t *testing.T) { loadExample(t, data) })
+	t.Run("every exporter uncommented", func(t *testing.T) {
+		all := regexp.MustCompile(`(?m)^(\t+)# ((exporter |\t|\}).*)$`).ReplaceAll(data, []byte("$1$2"))
+		raw := loadExample(t, all)
+		for _, name := range []string{"zipkin", "skywalking", "otlp", "kafka", "log", "memory"} {
+			if !strings.Contains(raw, `"type":"`+name+`"`) {
+				t.Errorf("no exporter %s in the uncommented example", name)
+			}
+		}
+	})
+}
+
+// loadExample adapts a Caddyfile holding one tracingproxy handler and
+// provisions that handler, returning its JSON.
+func loadExample(t *testing.T, data []byte) string {
+	t.Helper()
 	js, warnings, err := caddyconfig.GetAdapter("caddyfile").Adapt(data, nil)
 	if err != nil {
 		t.Fatalf("adapting Caddyfile.example: %v", err)
@@ -185,21 +204,22 @@ func TestCaddyfileExampleLoads(t *testing.T) {
 	if err := json.Unmarshal(js, &cfg); err != nil {
 		t.Fatal(err)
 	}
-	found := 0
+	var found []string
 	for _, srv := range cfg.Apps.HTTP.Servers {
 		for _, r := range srv.Routes {
 			for _, raw := range r.Handle {
 				if !strings.Contains(string(raw), `"handler":"tracingproxy"`) {
 					continue
 				}
-				found++
+				found = append(found, string(raw))
 				if _, err := provision(t, string(raw)); err != nil {
 					t.Errorf("provisioning the example's handler: %v", err)
 				}
 			}
 		}
 	}
-	if found != 1 {
-		t.Errorf("found %d tracingproxy handlers in Caddyfile.example, want 1", found)
+	if len(found) != 1 {
+		t.Fatalf("found %d tracingproxy handlers in Caddyfile.example, want 1", len(found))
 	}
+	return found[0]
 }

@@ -17,6 +17,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -393,5 +394,85 @@ func TestKafkaCredentialsNeverLeak(t *testing.T) {
 		if strings.Contains(line, "wr0ngpassw0rd") {
 			t.Errorf("log line contains the password: %s", line)
 		}
+	}
+}
+
+// TestKafkaBrokerFaultsNeverHurtTraffic runs traffic through a real Caddy
+// whose kafka exporter's broker is dead (nothing listens) or stalled
+// (accepts connections and never answers): every request gets the
+// upstream's status and body without waiting on the exporter, and the
+// records that cannot be delivered are counted as dropped.
+func TestKafkaBrokerFaultsNeverHurtTraffic(t *testing.T) {
+	stalled := func(t *testing.T) string {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var mu sync.Mutex
+		var conns []net.Conn
+		go func() {
+			for {
+				c, err := l.Accept()
+				if err != nil {
+					return
+				}
+				mu.Lock()
+				conns = append(conns, c) // read nothing, answer nothing
+				mu.Unlock()
+			}
+		}()
+		t.Cleanup(func() {
+			l.Close()
+			mu.Lock()
+			defer mu.Unlock()
+			for _, c := range conns {
+				c.Close()
+			}
+		})
+		return l.Addr().String()
+	}
+	for _, tc := range []struct {
+		name   string
+		broker func(t *testing.T) string
+	}{
+		{"dead broker", deadPort},
+		{"stalled broker", stalled},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			broker := tc.broker(t)
+			up := newUpstream(t)
+			startCaddy(t, fmt.Sprintf(`	tracingproxy {
+		exporter kafka %s {
+			queue_size %d
+			batch_size %d
+			flush_interval 20ms
+			timeout %s
+			max_retry_time %s
+		}
+	}
+	reverse_proxy %s`, broker, faultQueueSize, faultBatchSize, faultTimeout, faultMaxRetryTime, up.hostport()))
+			var total, slowest time.Duration
+			for i := range faultRequests {
+				status := []int{200, 404, 503}[i%3]
+				start := time.Now()
+				res, body := get(t, fmt.Sprintf("/orders/%d?status=%d", i, status), nil)
+				d := time.Since(start)
+				total += d
+				slowest = max(slowest, d)
+				if res.StatusCode != status || body != "hello from upstream" || res.Header.Get("X-Upstream") != "yes" {
+					t.Fatalf("request %d: %d %q, want the upstream's %d %q", i, res.StatusCode, body, status, "hello from upstream")
+				}
+			}
+			if total > faultRequests*faultTimeout/10 {
+				t.Errorf("%d requests took %s in all (slowest %s): the request path waited on the broker", faultRequests, total, slowest)
+			}
+			testutil.Eventually(t, 15*time.Second, "undeliverable records counted as dropped", func() bool {
+				st := queueStats(t, broker)
+				return st.Enqueued == faultRequests && st.Dropped[exporter.ReasonQueueFull] > 0 && st.Dropped[exporter.ReasonRetryExhausted] > 0
+			})
+			if st := queueStats(t, broker); st.ExportedRecords != 0 {
+				t.Errorf("%d records exported to a broker that cannot take them", st.ExportedRecords)
+			}
+		})
 	}
 }

@@ -26,9 +26,12 @@ type instruction struct {
 }
 
 func main() {
-	listen := flag.String("listen", "127.0.0.1:5000", "address to serve the harness's POSTs on")
+	listen := flag.String("listen", "", "address to serve the harness's POSTs on (required)")
 	via := flag.String("via", "", "host:port every callback is sent to instead of the harness (a proxy in front of it)")
 	flag.Parse()
+	if *listen == "" {
+		log.Fatal("w3cservice: --listen is required, e.g. --listen 127.0.0.1:5000")
+	}
 	client := &http.Client{Timeout: 5 * time.Second}
 	http.HandleFunc("/test", func(w http.ResponseWriter, r *http.Request) {
 		var todo []instruction
