@@ -153,8 +153,17 @@ func (e *Egress) hookConns(srv *caddyhttp.Server, svc *stitchService) {
 	})
 }
 
-// egressRefused counts calls refused because of their client's address.
-var egressRefused atomic.Uint64
+// egressRefused counts the calls egress listeners refused, by reason
+// (refusedClient, refusedDestination), process-wide.
+var egressRefused [2]atomic.Uint64
+
+// Reasons of tracingproxy_egress_refused_total.
+const (
+	refusedClient      = iota // outside allow_clients
+	refusedDestination        // outside allow_destinations
+)
+
+var refusedReasons = [...]string{"client", "destination"}
 
 // Tag keys of egress CLIENT spans.
 const (
@@ -165,7 +174,7 @@ const (
 // serveEgress is the egress flow: attribute, record, inject, call next.
 func (h *Handler) serveEgress(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
 	if !h.Egress.allow.allows(r.RemoteAddr) {
-		egressRefused.Add(1)
+		egressRefused[refusedClient].Add(1)
 		if c := h.logger.Check(zapcore.DebugLevel, "egress: refusing a client outside allow_clients"); c != nil {
 			c.Write(zap.String("remote_addr", r.RemoteAddr))
 		}

@@ -143,7 +143,7 @@ func (h *Handler) forwardTarget(w http.ResponseWriter, r *http.Request) bool {
 
 // refuseDest answers 403 to a destination outside allow_destinations.
 func (h *Handler) refuseDest(w http.ResponseWriter, dest string) {
-	egressRefused.Add(1)
+	egressRefused[refusedDestination].Add(1)
 	if c := h.logger.Check(zapcore.DebugLevel, "forward proxy: refusing a destination outside allow_destinations"); c != nil {
 		c.Write(zap.String("destination", dest))
 	}

@@ -165,6 +165,7 @@ func TestForwardProxyAllowDestinations(t *testing.T) {
 	fwd := freePort()
 	startCaddySites(t, forwardSites(c, "127.0.0.1:1", fwd, "allow_destinations payments.internal:8080 10.0.0.0/8"))
 	proxy := fmt.Sprintf("127.0.0.1:%d", fwd)
+	before := egressRefused[refusedDestination].Load()
 
 	pu, _ := url.Parse("http://" + proxy)
 	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{Proxy: http.ProxyURL(pu)}}
@@ -194,6 +195,9 @@ func TestForwardProxyAllowDestinations(t *testing.T) {
 	payments.mu.Unlock()
 	if n != 0 {
 		t.Errorf("payments got %d requests through a refused proxy", n)
+	}
+	if got := egressRefused[refusedDestination].Load() - before; got != 2 {
+		t.Errorf("tracingproxy_egress_refused_total{reason=destination} grew by %d, want 2", got)
 	}
 
 	// An origin-form request is not a proxy request.

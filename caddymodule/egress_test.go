@@ -525,7 +525,7 @@ func TestEgressRefusesClientsOutsideAllowClients(t *testing.T) {
 	}
 	reverse_proxy %s
 }`, egressPort, payments.hostport()))
-		before := egressRefused.Load()
+		before := egressRefused[refusedClient].Load()
 		res, err := testClient.Get(fmt.Sprintf("http://127.0.0.1:%d/charge/1", egressPort))
 		if err != nil {
 			t.Fatal(err)
@@ -534,7 +534,7 @@ func TestEgressRefusesClientsOutsideAllowClients(t *testing.T) {
 		if res.StatusCode != http.StatusForbidden || payments.count() != 0 {
 			t.Errorf("status %d, payments got %d calls; want 403 and none", res.StatusCode, payments.count())
 		}
-		if egressRefused.Load() != before+1 {
+		if egressRefused[refusedClient].Load() != before+1 {
 			t.Errorf("refusal not counted")
 		}
 	})
@@ -720,5 +720,28 @@ func TestStitchIDFloodKeepsTheMapAtItsBound(t *testing.T) {
 	}
 	if last != 1 {
 		t.Errorf("the last call was not stitched by request_id")
+	}
+}
+
+// One inbound record holds at most maxJoinedCalls calls, with distinct
+// Exit span ids; later calls, and calls after the record settled, are
+// records of their own.
+func TestEgressSinkBounded(t *testing.T) {
+	var s egressSink
+	ids := map[int32]bool{}
+	for i := 0; i < maxJoinedCalls; i++ {
+		id, ok := s.attach()
+		if !ok || ids[id] || id < egressExitBase {
+			t.Fatalf("call %d: id %d, %v", i, id, ok)
+		}
+		ids[id] = true
+	}
+	if _, ok := s.attach(); ok {
+		t.Fatalf("call %d joined the record", maxJoinedCalls+1)
+	}
+	var t2 egressSink
+	t2.settle(nil, nil)
+	if _, ok := t2.attach(); ok {
+		t.Fatal("a call joined a settled record")
 	}
 }

@@ -429,12 +429,17 @@ type egressSink struct {
 // collides with theirs.
 const egressExitBase = maxAttempts + 2
 
+// maxJoinedCalls bounds the calls one inbound record holds, so a service
+// that loops on calls cannot grow one record without end; later calls get
+// records of their own, referring to the inbound request all the same.
+const maxJoinedCalls = 128
+
 // attach registers a call about to start and returns its Exit span id, or
-// false when the ingress record was settled.
+// false when the ingress record was settled or holds maxJoinedCalls.
 func (s *egressSink) attach() (int32, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.settled {
+	if s.settled || s.exits >= maxJoinedCalls {
 		return 0, false
 	}
 	s.pending++
@@ -527,16 +532,26 @@ func countStitch(m stitch.Method) {
 var descStitch = prometheus.NewDesc("tracingproxy_stitch_total",
 	"Egress calls, by the attribution method that matched (none: left unstitched, never guessed).", []string{"method"}, nil)
 
-// stitchCollector reports tracingproxy_stitch_total for every method.
+var descEgressRefused = prometheus.NewDesc("tracingproxy_egress_refused_total",
+	"Calls egress listeners refused with 403: a client outside allow_clients, or a forward-proxy destination outside allow_destinations.", []string{"reason"}, nil)
+
+// stitchCollector reports tracingproxy_stitch_total for every method and
+// tracingproxy_egress_refused_total for every reason.
 type stitchCollector struct{}
 
 // Describe implements prometheus.Collector.
-func (stitchCollector) Describe(ch chan<- *prometheus.Desc) { ch <- descStitch }
+func (stitchCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- descStitch
+	ch <- descEgressRefused
+}
 
 // Collect implements prometheus.Collector.
 func (stitchCollector) Collect(ch chan<- prometheus.Metric) {
 	for m := range stitchCounts {
 		ch <- prometheus.MustNewConstMetric(descStitch, prometheus.CounterValue, float64(stitchCounts[m].Load()), stitch.Method(m).String())
+	}
+	for r := range egressRefused {
+		ch <- prometheus.MustNewConstMetric(descEgressRefused, prometheus.CounterValue, float64(egressRefused[r].Load()), refusedReasons[r])
 	}
 }
 

@@ -257,6 +257,7 @@ type caddySite struct {
 	egress    bool     // the handler is in egress mode
 	forward   bool     // as a forward proxy (egress forward_proxy)
 	upstreams []string // reverse_proxy dial addresses
+	swAddress string   // upstream_address, the address sw8 names
 }
 
 // adaptSites adapts the Caddyfile at file and returns its tracingproxy
@@ -288,9 +289,10 @@ func adaptSites(t *testing.T, file string) (sites []caddySite, listens [][]strin
 		for _, r := range srv.Routes {
 			for i, raw := range r.Handle {
 				var h struct {
-					Handler     string `json:"handler"`
-					ServiceName string `json:"service_name"`
-					Egress      *struct {
+					Handler         string `json:"handler"`
+					ServiceName     string `json:"service_name"`
+					UpstreamAddress string `json:"upstream_address"`
+					Egress          *struct {
 						ForwardProxy bool `json:"forward_proxy"`
 					} `json:"egress"`
 					Stitch *struct {
@@ -303,7 +305,7 @@ func adaptSites(t *testing.T, file string) (sites []caddySite, listens [][]strin
 				if h.Handler != "tracingproxy" {
 					continue
 				}
-				s := caddySite{listen: srv.Listen, service: h.ServiceName, egress: h.Egress != nil, forward: h.Egress != nil && h.Egress.ForwardProxy}
+				s := caddySite{listen: srv.Listen, service: h.ServiceName, egress: h.Egress != nil, forward: h.Egress != nil && h.Egress.ForwardProxy, swAddress: h.UpstreamAddress}
 				if h.Stitch != nil {
 					s.stitch = h.Stitch.Methods
 				}
@@ -572,6 +574,11 @@ func TestKubernetesEgress(t *testing.T) {
 		if len(e.upstreams) != 1 {
 			t.Errorf("egress listener %v forwards to %v, want one target", e.listen, e.upstreams)
 			continue
+		}
+		// sw8 names the target as the Exit span's peer does, so that
+		// SkyWalking maps that peer onto the next service.
+		if e.swAddress != e.upstreams[0] {
+			t.Errorf("egress listener %v: upstream_address %q, want its target %s", e.listen, e.swAddress, e.upstreams[0])
 		}
 		host, port, err := net.SplitHostPort(e.upstreams[0])
 		if err != nil {
