@@ -99,3 +99,39 @@ func TestStoreMemoryStaysAtItsBound(t *testing.T) {
 		t.Fatalf("stats = %+v, want 1000 traces, %d evicted, %d spans", st, exported-1000, 2*exported)
 	}
 }
+
+// TestEgressOnlyRecordIsOneClientSpan stores the record of a stitched
+// service's outbound call that joined no inbound request (its only span,
+// in Server, is the call's CLIENT span, a root of a new trace or a child of
+// the context it continued): the store holds one CLIENT span of the
+// service, with its parent and its stitch tag.
+func TestEgressOnlyRecordIsOneClientSpan(t *testing.T) {
+	s := NewStore(10, 1<<20)
+	e := NewExporter(s)
+	start := time.Now()
+	for _, parent := range []headers.SpanID{{}, {1, 2, 3, 4, 5, 6, 7, 8}} {
+		id := headers.NewSpanID()
+		rec := &exporter.Record{
+			Service: "orders-legacy", Instance: "i", TraceID: headers.NewTraceID(),
+			Server: exporter.Span{Kind: exporter.KindClient, ID: id, ParentID: parent, Name: "POST /pay",
+				Start: start, Duration: time.Millisecond, Status: 200, Peer: "10.0.0.7:8080",
+				Tags: []exporter.Tag{{Key: exporter.TagStitch, Value: "none"}, {Key: "peer.service", Value: "payments"}}},
+		}
+		if err := e.Export(context.Background(), []*exporter.Record{rec}); err != nil {
+			t.Fatal(err)
+		}
+		got := s.Trace(rec.TraceID.String())
+		if len(got) != 1 {
+			t.Fatalf("stored %d spans, want the call's one", len(got))
+		}
+		sp := got[0]
+		wantParent := ""
+		if parent.IsValid() {
+			wantParent = parent.String()
+		}
+		if sp.Kind != "CLIENT" || sp.ID != id.String() || sp.ParentID != wantParent || sp.LocalEndpoint == nil ||
+			sp.LocalEndpoint.ServiceName != "orders-legacy" || sp.Tags[exporter.TagStitch] != "none" {
+			t.Errorf("stored %+v, want one CLIENT span %s of orders-legacy, parent %q, tagged stitch none", sp, id, wantParent)
+		}
+	}
+}
