@@ -376,6 +376,7 @@ func (h *Handler) egressSpan(r *http.Request, e *egressCall, res *stitch.Result,
 	if s.Peer == "" && len(attempts) > 0 {
 		s.Peer = attempts[len(attempts)-1].addr
 	}
+	h.noteUpstream(s.Peer) // the next call's sw8 names the real target, as on ingress
 	tags := make([]exporter.Tag, 0, 7)
 	tags = append(tags,
 		exporter.Tag{Key: exporter.TagHTTPMethod, Value: h.capTag(e.req.method)},

@@ -745,3 +745,42 @@ func TestEgressSinkBounded(t *testing.T) {
 		t.Fatal("a call joined a settled record")
 	}
 }
+
+// TestEgressSW8NamesTheTarget checks the sw8 target address an egress
+// listener without upstream_address writes: like the ingress handler's,
+// the request's Host (the listener) until an upstream was called, then the
+// target reverse_proxy called, so OAP can map the Exit span's peer onto
+// the called service.
+func TestEgressSW8NamesTheTarget(t *testing.T) {
+	payments := newUpstream(t)
+	egressPort := freePort()
+	app := newLegacyApp(t, fmt.Sprintf("http://127.0.0.1:%d", egressPort))
+	startCaddySites(t, fmt.Sprintf(`http://127.0.0.1:%d {
+	tracingproxy {
+		service_name orders-legacy
+		stitch sole_inflight
+		exporter log
+	}
+	reverse_proxy %s
+}
+http://127.0.0.1:%d {
+	tracingproxy {
+		service_name orders-legacy
+		egress
+		propagation {
+			inject w3c sw8
+		}
+		exporter log
+	}
+	reverse_proxy %s
+}
+`, httpPort, app.URL, egressPort, payments.hostport()))
+	for i, want := range []string{fmt.Sprintf("127.0.0.1:%d", egressPort), payments.hostport()} {
+		if res, body := get(t, fmt.Sprintf("/orders/%d", i), nil); res.StatusCode != 200 || body != "order placed" {
+			t.Fatalf("request %d: %d %q", i, res.StatusCode, body)
+		}
+		if got := upstreamSW8(t, payments).address; got != want {
+			t.Errorf("call %d: sw8 target address %q, want %q", i, got, want)
+		}
+	}
+}

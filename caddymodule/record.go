@@ -174,11 +174,7 @@ func (h *Handler) record(f *flight) *exporter.Record {
 	if upstream == "" && len(t.attempts) == 0 {
 		return rec // no upstream was called
 	}
-	if upstream != "" && h.UpstreamAddress == "" {
-		if p := h.state.lastUpstream.Load(); p == nil || *p != upstream {
-			h.state.lastUpstream.Store(&upstream)
-		}
-	}
+	h.noteUpstream(upstream)
 	if v, ok := repl.Get(phUpstreamStatus); ok {
 		f.code, _ = v.(int)
 	}

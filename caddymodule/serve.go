@@ -324,6 +324,20 @@ func noControl(s string) string {
 	return s
 }
 
+// noteUpstream remembers addr, the upstream reverse_proxy last called, as
+// the sw8 target address of later requests when upstream_address is not
+// configured.
+func (h *Handler) noteUpstream(addr string) {
+	if addr == "" || h.UpstreamAddress != "" {
+		return
+	}
+	if p := h.state.lastUpstream.Load(); p == nil || *p != addr {
+		h.state.lastUpstream.Store(&addr)
+	}
+}
+
+// upstreamAddress is the sw8 target address: upstream_address, else the
+// upstream last called, else the request's Host.
 func (h *Handler) upstreamAddress(r *http.Request) string {
 	if h.UpstreamAddress != "" {
 		return h.UpstreamAddress
