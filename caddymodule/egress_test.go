@@ -784,3 +784,39 @@ http://127.0.0.1:%d {
 		}
 	}
 }
+
+// TestREADMEEgressCaddyfileLoads adapts README's egress example (the
+// ingress site and both kinds of egress listener of one service) and has
+// Caddy load and provision it without starting it, as tracingproxy
+// validate does, so the documented configuration is one tracingproxy runs.
+func TestREADMEEgressCaddyfileLoads(t *testing.T) {
+	b, err := os.ReadFile("../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var example string
+	for _, block := range strings.Split(string(b), "```caddyfile\n")[1:] {
+		block, _, _ = strings.Cut(block, "```")
+		if strings.Contains(block, "forward_proxy") && strings.Contains(block, "stitch ") {
+			example = block
+			break
+		}
+	}
+	if example == "" {
+		t.Fatal("README has no Caddyfile example with stitch and an egress forward proxy")
+	}
+	js, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(example), nil)
+	if err != nil {
+		t.Fatalf("adapting README's egress example: %v", err)
+	}
+	if n := strings.Count(string(js), `"handler":"tracingproxy"`); n != 3 {
+		t.Errorf("README's egress example has %d tracingproxy handlers, want 3 (ingress, listener, forward proxy)", n)
+	}
+	var cfg caddy.Config
+	if err := json.Unmarshal(js, &cfg); err != nil {
+		t.Fatal(err)
+	}
+	if err := caddy.Validate(&cfg); err != nil {
+		t.Fatalf("README's egress example does not load: %v", err)
+	}
+}
