@@ -91,23 +91,9 @@ func TestCollectorFaultsNeverHurtTrafficNorHideALoss(t *testing.T) {
 
 			// Traffic: every request gets the upstream's status and body,
 			// and none waits on the exporter.
-			var total, slowest time.Duration
-			for i := range faultRequests {
-				status := []int{200, 404, 503}[i%3]
-				start := time.Now()
-				res, body := get(t, fmt.Sprintf("/orders/%d?status=%d", i, status), nil)
-				d := time.Since(start)
-				total += d
-				slowest = max(slowest, d)
-				if res.StatusCode != status || body != "hello from upstream" || res.Header.Get("X-Upstream") != "yes" {
-					t.Fatalf("request %d: %d %q, want the upstream's %d %q", i, res.StatusCode, body, status, "hello from upstream")
-				}
-			}
+			faultTraffic(t)
 			if up.count() != faultRequests {
 				t.Errorf("upstream saw %d requests, want %d", up.count(), faultRequests)
-			}
-			if total > faultRequests*faultTimeout/10 {
-				t.Errorf("%d requests took %s in all (slowest %s): the request path waited on the collector", faultRequests, total, slowest)
 			}
 
 			// The fault lasts until the queue has lost records both ways:
@@ -133,8 +119,8 @@ func TestCollectorFaultsNeverHurtTrafficNorHideALoss(t *testing.T) {
 			})
 			flushQueues(t)
 			st := queueStats(t, target)
-			t.Logf("traffic: %d requests in %s (slowest %s); stats: enqueued %d exported %d records %d spans, dropped %v (spans %v), retries %d, failures %d",
-				faultRequests, total, slowest, st.Enqueued, st.ExportedRecords, st.ExportedSpans, st.Dropped, st.DroppedSpans, st.Retries, st.Failures)
+			t.Logf("stats: enqueued %d exported %d records %d spans, dropped %v (spans %v), retries %d, failures %d",
+				st.Enqueued, st.ExportedRecords, st.ExportedSpans, st.Dropped, st.DroppedSpans, st.Retries, st.Failures)
 			checkAccounting(t, f, st)
 			if st.Retries == 0 {
 				t.Error("no export was retried")
@@ -169,6 +155,30 @@ func TestCollectorFaultsNeverHurtTrafficNorHideALoss(t *testing.T) {
 			t.Logf("case took %s", time.Since(testStart).Round(time.Millisecond))
 		})
 	}
+}
+
+// faultTraffic sends faultRequests requests through the proxy, answered
+// 200, 404 and 503 in turn by the upstream, and fails t unless each gets
+// the upstream's status and body and, all together, they took no more than
+// a tenth of an export timeout each: none waited on the exporter.
+func faultTraffic(t *testing.T) {
+	t.Helper()
+	var total, slowest time.Duration
+	for i := range faultRequests {
+		status := []int{200, 404, 503}[i%3]
+		start := time.Now()
+		res, body := get(t, fmt.Sprintf("/orders/%d?status=%d", i, status), nil)
+		d := time.Since(start)
+		total += d
+		slowest = max(slowest, d)
+		if res.StatusCode != status || body != "hello from upstream" || res.Header.Get("X-Upstream") != "yes" {
+			t.Fatalf("request %d: %d %q, want the upstream's %d %q", i, res.StatusCode, body, status, "hello from upstream")
+		}
+	}
+	if total > faultRequests*faultTimeout/10 {
+		t.Errorf("%d requests took %s in all (slowest %s): the request path waited on the exporter", faultRequests, total, slowest)
+	}
+	t.Logf("traffic: %d requests in %s (slowest %s)", faultRequests, total, slowest)
 }
 
 // checkAccounting checks that the queue is empty, that every enqueued
