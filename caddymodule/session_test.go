@@ -3,6 +3,7 @@ package caddymodule
 import (
 	"fmt"
 	"io"
+	"net"
 	"net/http/httptest"
 	"strconv"
 	"testing"
@@ -21,8 +22,20 @@ func TestWebSocketSession(t *testing.T) {
 	t.Cleanup(up.Close)
 	startCaddy(t, fmt.Sprintf("\t%s\n\treverse_proxy %s", zipkinTracing(c), up.Listener.Addr()))
 
-	ws, err := websocket.Dial(fmt.Sprintf("ws://127.0.0.1:%d/chat/42", httpPort), "", "http://127.0.0.1/")
+	// The client's end is its connection closing, with no close frame
+	// first: a close frame would reach the echoing upstream, which closes
+	// in turn, and which end the proxy saw first would be a race.
+	cfg, err := websocket.NewConfig(fmt.Sprintf("ws://127.0.0.1:%d/chat/42", httpPort), "http://127.0.0.1/")
 	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", httpPort))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ws, err := websocket.NewClient(cfg, conn)
+	if err != nil {
+		conn.Close()
 		t.Fatalf("dialing the WebSocket through the proxy: %v", err)
 	}
 	const msg = "hello through the proxy"
@@ -33,7 +46,7 @@ func TestWebSocketSession(t *testing.T) {
 	if _, err := io.ReadFull(ws, buf); err != nil || string(buf) != msg {
 		t.Fatalf("echo %q, %v; want %q", buf, err, msg)
 	}
-	ws.Close()
+	conn.Close()
 
 	spans0 := c.WaitSpans(t, 3, 15*time.Second)
 	server, spans := clientSpans(t, spans0, spans0[0].TraceID)

@@ -73,6 +73,18 @@ func runs(c cell) bool {
 	return *stitchFull || (c.stitch != "header" && (!c.keepAlive || c.model == legacyapp.Prefork))
 }
 
+// runsAt reports whether a running cell runs at its concurrency. Without
+// -stitch.full, method process (alone or in the default order) meets 64
+// clients only in the prefork service, which its requirement is about: in
+// the threaded service every call then reads /proc/net/tcp for an answer
+// that is always none (64 requests in one process), which under -race on
+// two loaded cores took longer than the app's call timeout; the full table
+// runs those cells, without -race.
+func runsAt(c cell) bool {
+	usesProcess := c.stitch == "process" || (c.stitch == "" && !c.forward)
+	return *stitchFull || c.conc < 64 || !usesProcess || c.model == legacyapp.Prefork
+}
+
 // stitchSettings are the stitch values tried: each method alone, then none,
 // which is the default order.
 var stitchSettings = []string{"header", "request_id", "process", "sole_inflight", ""}
@@ -265,6 +277,9 @@ func TestStitchAccuracy(t *testing.T) {
 						prefix := fmt.Sprintf("%s-f%d-k%d-s%d", model, b2i(forward), b2i(keepAlive), si)
 						for _, conc := range concurrencies {
 							c := cell{model: model, forward: forward, keepAlive: keepAlive, stitch: setting, conc: conc}
+							if !runsAt(c) {
+								continue
+							}
 							ran[c] = true
 							maps.Copy(truths, runCell(ingresses[si], c, prefix))
 						}
