@@ -332,7 +332,8 @@ func (h *Handler) noteUpstream(addr string) {
 		return
 	}
 	if p := h.state.lastUpstream.Load(); p == nil || *p != addr {
-		h.state.lastUpstream.Store(&addr)
+		changed := addr // only a change allocates: &addr would move addr to the heap on every call
+		h.state.lastUpstream.Store(&changed)
 	}
 }
 
