@@ -401,17 +401,7 @@ func TestKubernetesEgress(t *testing.T) {
 		}
 	}
 	pod := d.Spec.Template.Spec
-	var sidecar, app *k8sContainer
-	for i, c := range pod.Containers {
-		if imageName(c.Image) == "tracingproxy" {
-			sidecar = &pod.Containers[i]
-		} else {
-			app = &pod.Containers[i]
-		}
-	}
-	if sidecar == nil || app == nil || len(pod.Containers) != 2 {
-		t.Fatalf("containers %v: want the app and one tracingproxy sidecar", pod.Containers)
-	}
+	sidecar, app := sidecarAndApp(t, pod.Containers)
 	if len(kz.Images) != 1 || kz.Images[0].Name != imageName(sidecar.Image) {
 		t.Errorf("kustomization images %v do not name the sidecar image %s", kz.Images, sidecar.Image)
 	}

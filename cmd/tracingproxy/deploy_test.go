@@ -1384,17 +1384,7 @@ func TestKubernetesManifests(t *testing.T) {
 		t.Errorf("service selector %v does not select the pod labels %v", svc.Spec.Selector, d.Spec.Template.Metadata.Labels)
 	}
 
-	var sidecar, app *k8sContainer
-	for i, c := range pod.Containers {
-		if imageName(c.Image) == "tracingproxy" {
-			sidecar = &pod.Containers[i]
-		} else {
-			app = &pod.Containers[i]
-		}
-	}
-	if sidecar == nil || app == nil || len(pod.Containers) != 2 {
-		t.Fatalf("containers %v: want the app and one tracingproxy sidecar", pod.Containers)
-	}
+	sidecar, app := sidecarAndApp(t, pod.Containers)
 	if len(kz.Images) != 1 || kz.Images[0].Name != imageName(sidecar.Image) {
 		t.Errorf("kustomization images %v do not name the sidecar image %s", kz.Images, sidecar.Image)
 	}
@@ -1693,4 +1683,21 @@ func TestComposeDemo(t *testing.T) {
 	if z := svcs["zipkin"]; publishedPorts(t, z.Ports)[9411] != 9411 {
 		t.Errorf("zipkin ports %v: want the UI on 9411", z.Ports)
 	}
+}
+
+// sidecarAndApp returns the tracingproxy sidecar and the app of a pod's
+// containers, failing t unless there are exactly those two.
+func sidecarAndApp(t *testing.T, containers []k8sContainer) (sidecar, app *k8sContainer) {
+	t.Helper()
+	for i, c := range containers {
+		if imageName(c.Image) == "tracingproxy" {
+			sidecar = &containers[i]
+		} else {
+			app = &containers[i]
+		}
+	}
+	if sidecar == nil || app == nil || len(containers) != 2 {
+		t.Fatalf("containers %v: want the app and one tracingproxy sidecar", containers)
+	}
+	return sidecar, app
 }
