@@ -820,3 +820,66 @@ func TestREADMEEgressCaddyfileLoads(t *testing.T) {
 		t.Fatalf("README's egress example does not load: %v", err)
 	}
 }
+
+// TestEgressMalformedTraceHeaderIsNoAnswer sends an egress call carrying a
+// malformed traceparent, as a service might forward a mangled one: the call
+// goes through unchanged in status and body, method header does not answer
+// (the next method does), and the target gets a valid traceparent naming
+// the egress span instead of the malformed one.
+func TestEgressMalformedTraceHeaderIsNoAnswer(t *testing.T) {
+	c := zipkintest.NewCollector(t)
+	payments := newUpstream(t)
+	egressPort := freePort()
+	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+	app := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		out, _ := http.NewRequest(http.MethodGet, fmt.Sprintf("http://127.0.0.1:%d/charge/1?status=402", egressPort), nil)
+		out.Header.Set("Traceparent", "00-not-a-trace-id-at-all-01")
+		res, err := client.Do(out)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadGateway)
+			return
+		}
+		b, _ := io.ReadAll(res.Body)
+		res.Body.Close()
+		w.WriteHeader(res.StatusCode)
+		w.Write(b)
+	}))
+	t.Cleanup(app.Close)
+	startCaddySites(t, fmt.Sprintf(`http://127.0.0.1:%d {
+	tracingproxy {
+		service_name orders-legacy
+		stitch header sole_inflight
+		exporter zipkin %s {
+			flush_interval 20ms
+		}
+	}
+	reverse_proxy %s
+}
+http://127.0.0.1:%d {
+	tracingproxy {
+		service_name orders-legacy
+		egress
+		exporter zipkin %s {
+			flush_interval 20ms
+		}
+	}
+	reverse_proxy %s
+}
+`, httpPort, c.URL(), app.URL, egressPort, c.URL(), payments.hostport()))
+	res, body := get(t, "/orders/1", nil)
+	if res.StatusCode != http.StatusPaymentRequired || body != "hello from upstream" {
+		t.Fatalf("got %d %q, want payments' 402 and body through both hops", res.StatusCode, body)
+	}
+	spans := c.WaitSpans(t, 3, 5*time.Second)
+	eg := egressSpans(spans)
+	if len(eg) != 1 {
+		t.Fatalf("egress spans %+v, want one", eg)
+	}
+	if got := eg[0].Tags["tracingproxy.stitch"]; got != "sole_inflight" {
+		t.Errorf("tracingproxy.stitch %q, want sole_inflight: a malformed header is no answer", got)
+	}
+	tp := payments.last(t).Get("Traceparent")
+	if trace, pid, _ := parseTraceparent(t, tp); pid != eg[0].ID || trace != eg[0].TraceID {
+		t.Errorf("payments got traceparent %q, want one naming the egress span %s of trace %s", tp, eg[0].ID, eg[0].TraceID)
+	}
+}
