@@ -17,13 +17,32 @@ import (
 // connection, in its order, before answering as upstreamLike does. It runs
 // the same on a handler with no client trace of its own, so the difference
 // between two handlers is the cost of their tracing of the attempt alone.
-var attemptLike = caddyhttp.HandlerFunc(func(w http.ResponseWriter, r *http.Request) error {
-	trace := &httptrace.ClientTrace{
-		Got1xxResponse: func(int, textproto.MIMEHeader) error { return nil },
+var attemptLike = attemptWith(true)
+
+// attemptWith is attemptLike, with reverse_proxy's own client trace when
+// proxyTrace is set. Without it, no ClientTrace is composed over ours: the
+// difference between two handlers is then their own work per attempt,
+// without the reflection net/http/httptrace pays to compose two traces
+// (BenchmarkAttemptCompose).
+func attemptWith(proxyTrace bool) caddyhttp.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) error {
+		ctx := context.WithValue(r.Context(), attemptBenchKey{}, "dial info")
+		if proxyTrace {
+			ctx = httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{
+				Got1xxResponse: func(int, textproto.MIMEHeader) error { return nil },
+			})
+		}
+		return fireHooks(w, r.WithContext(ctx))
 	}
-	ctx := context.WithValue(r.Context(), attemptBenchKey{}, "dial info")
-	req := r.WithContext(httptrace.WithClientTrace(ctx, trace))
+}
+
+// fireHooks fires the hooks of req's client trace as net/http's transport
+// does on a reused connection, then answers as upstreamLike.
+func fireHooks(w http.ResponseWriter, req *http.Request) error {
 	t := httptrace.ContextClientTrace(req.Context())
+	if t == nil {
+		return upstreamLike.ServeHTTP(w, req)
+	}
 	if t.GetConn != nil {
 		t.GetConn("127.0.0.1:9000")
 	}
@@ -40,7 +59,7 @@ var attemptLike = caddyhttp.HandlerFunc(func(w http.ResponseWriter, r *http.Requ
 		t.GotFirstResponseByte()
 	}
 	return upstreamLike.ServeHTTP(w, req)
-})
+}
 
 // attemptBenchKey is the key of attemptLike's stand-in for reverse_proxy's
 // dial info.
@@ -60,4 +79,7 @@ func BenchmarkHandlerAttempt(b *testing.B) {
 			benchHandlerOn(b, ourHandler(b, c.js), newBenchRequest(c.traceparent), attemptLike)
 		})
 	}
+	b.Run("sampled/w3c+b3/without-proxy-trace", func(b *testing.B) {
+		benchHandlerOn(b, ourHandler(b, `{}`), newBenchRequest(benchTraceparent), attemptWith(false))
+	})
 }

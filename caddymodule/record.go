@@ -61,6 +61,8 @@ type recordBuf struct {
 	ctx     tracedCtx      // the request's context with the attempt hooks
 	reqTags []exporter.Tag // recorded request headers, taken before next
 	flight  flight         // the request in flight, while next runs
+	req     http.Request   // the request next serves: ours with ctx
+	sr      statusRecorder // the response writer next writes to
 	egress  *egressSink    // the service's calls made for this request, when it stitches
 	rec     exporter.Record
 	clients [1]exporter.Span

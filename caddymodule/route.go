@@ -14,8 +14,18 @@ func routeOf(path string) string {
 	// Most paths fit the stack buffer: the route then costs one
 	// allocation, its string.
 	var buf [128]byte
-	var b []byte
-	last := 0 // path[last:] is not yet copied into b
+	b, collapsed := appendRoute(buf[:0], path)
+	if !collapsed {
+		return path
+	}
+	return string(b)
+}
+
+// appendRoute appends routeOf(path) to dst and reports whether a segment
+// was collapsed (else it appended path as is).
+func appendRoute(dst []byte, path string) ([]byte, bool) {
+	collapsed := false
+	last := 0 // path[last:] is not yet appended
 	for i := 0; i < len(path); {
 		if path[i] == '/' {
 			i++
@@ -26,19 +36,13 @@ func routeOf(path string) string {
 			j++
 		}
 		if idLike(path[i:j]) {
-			if b == nil {
-				b = buf[:0]
-			}
-			b = append(b, path[last:i]...)
-			b = append(b, "{id}"...)
-			last = j
+			dst = append(dst, path[last:i]...)
+			dst = append(dst, "{id}"...)
+			last, collapsed = j, true
 		}
 		i = j
 	}
-	if b == nil {
-		return path
-	}
-	return string(append(b, path[last:]...))
+	return append(dst, path[last:]...), collapsed
 }
 
 // idLike reports whether a path segment is an id rather than a name: all
@@ -168,10 +172,18 @@ func (h *Handler) routeOf(t *hop) string {
 // route is the route a request path is named after: the first route
 // pattern it matches, else the path with its ids collapsed.
 func (h *Handler) route(path string) string {
-	for i := range h.routes {
-		if h.routes[i].match(path) {
-			return h.routes[i].route
-		}
+	if route, ok := h.patternRoute(path); ok {
+		return route
 	}
 	return routeOf(path)
+}
+
+// patternRoute is the first route pattern path matches.
+func (h *Handler) patternRoute(path string) (string, bool) {
+	for i := range h.routes {
+		if h.routes[i].match(path) {
+			return h.routes[i].route, true
+		}
+	}
+	return "", false
 }

@@ -147,8 +147,12 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, next caddyhttp.H
 
 	// Each upstream attempt reverse_proxy makes reports to st.att.
 	t.att = &st.att
-	r = r.WithContext(st.att.begin(r.Context(), &b.ctx))
-	sr := &statusRecorder{ResponseWriterWrapper: caddyhttp.ResponseWriterWrapper{ResponseWriter: w}, watched: true}
+	// The request and the recorder live in the record's buffer: one
+	// allocation for the three.
+	b.req = *r.WithContext(st.att.begin(r.Context(), &b.ctx))
+	r = &b.req
+	sr := &b.sr
+	sr.ResponseWriterWrapper, sr.watched = caddyhttp.ResponseWriterWrapper{ResponseWriter: w}, true
 	if told {
 		sr.settle, sr.sent = h.ResponseHeaders, &t.resp
 	}
@@ -229,6 +233,25 @@ func (h *Handler) spanName(r *http.Request, t *hop) string {
 			}
 		}
 		return capCopy(name, h.MaxTagLength)
+	}
+	if !t.routed {
+		if route, ok := h.patternRoute(t.path); ok {
+			t.route, t.routed = route, true
+		} else {
+			// The name and the route it ends with are one string, made
+			// once, unless the name must be cut (below).
+			var buf [320]byte
+			b := append(append(buf[:0], t.method...), ' ')
+			b, collapsed := appendRoute(b, t.path)
+			if len(b) <= h.MaxTagLength {
+				name := string(b)
+				t.route, t.routed = t.path, true
+				if collapsed {
+					t.route = name[len(t.method)+1:]
+				}
+				return name
+			}
+		}
 	}
 	method, path := t.method, h.routeOf(t)
 	if room := h.MaxTagLength - len(method) - 1; room < len(path) {
