@@ -26,8 +26,8 @@ type flights struct {
 
 // flight is one watched request: in flight while next runs, then what its
 // record is built from (finish, record and the span builders take it whole).
-// It lives in the request's
-// recordBuf.
+// It lives in the request's pooled reqState: once remove returns, nothing
+// reads it (a shutdown records under the lock).
 type flight struct {
 	prev, next *flight
 	listed     bool

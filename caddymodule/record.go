@@ -60,9 +60,6 @@ type recordBuf struct {
 	ids     traceIDs
 	ctx     tracedCtx      // the request's context with the attempt hooks
 	reqTags []exporter.Tag // recorded request headers, taken before next
-	flight  flight         // the request in flight, while next runs
-	req     http.Request   // the request next serves: ours with ctx
-	sr      statusRecorder // the response writer next writes to
 	egress  *egressSink    // the service's calls made for this request, when it stitches
 	rec     exporter.Record
 	clients [1]exporter.Span
@@ -149,7 +146,7 @@ func (h *Handler) record(f *flight) *exporter.Record {
 		rec.Server.Tags = append(rec.Server.Tags, exporter.Tag{Key: exporter.TagHTTPQuery, Value: capTag(t.query)})
 	}
 	rec.Server.Tags = append(rec.Server.Tags, b.reqTags...)
-	if b.flight.cut {
+	if f.cut {
 		// next is still running: the response headers and the upstream's
 		// placeholders are not ours to read.
 		return rec

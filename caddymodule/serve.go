@@ -45,6 +45,13 @@ type reqState struct {
 	params sampler.Params
 	att    attemptLog
 	stitch stitchHop // egress stitching, when the service stitches
+	// A watched request's flight, the request next serves (ours, with
+	// the attempt hooks in its context) and the recorder it writes to:
+	// nothing holds them once serve returns, so they are pooled, not in
+	// the record that waits in the queues.
+	fl  flight
+	req http.Request
+	sr  statusRecorder
 }
 
 var statePool = sync.Pool{New: func() any {
@@ -68,6 +75,9 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, next caddyhttp.H
 		// reset of n is enough.
 		st.in, st.hop, st.params = headers.Result{}, hop{}, sampler.Params{}
 		st.wr.Reset()
+		if st.fl.b != nil {
+			st.fl, st.req, st.sr = flight{}, http.Request{}, statusRecorder{}
+		}
 		statePool.Put(st)
 	}()
 	st.in = h.prop.prop.Extract(r.Header)
@@ -147,11 +157,9 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, next caddyhttp.H
 
 	// Each upstream attempt reverse_proxy makes reports to st.att.
 	t.att = &st.att
-	// The request and the recorder live in the record's buffer: one
-	// allocation for the three.
-	b.req = *r.WithContext(st.att.begin(r.Context(), &b.ctx))
-	r = &b.req
-	sr := &b.sr
+	st.req = *r.WithContext(st.att.begin(r.Context(), &b.ctx))
+	r = &st.req
+	sr := &st.sr
 	sr.ResponseWriterWrapper, sr.watched = caddyhttp.ResponseWriterWrapper{ResponseWriter: w}, true
 	if told {
 		sr.settle, sr.sent = h.ResponseHeaders, &t.resp
@@ -160,20 +168,21 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, next caddyhttp.H
 	// shutdown may record the request before it returns.
 	t.peer = clientAddress(r)
 	callStart := now()
-	b.flight = flight{b: b, r: r, t: t, sr: sr, start: start, callStart: callStart}
-	h.flights.add(&b.flight)
+	f := &st.fl
+	*f = flight{b: b, r: r, t: t, sr: sr, start: start, callStart: callStart}
+	h.flights.add(f)
 	returned := false
 	defer func() {
 		if !returned {
 			// next panicked: reverse_proxy aborts a response it cannot
 			// finish with http.ErrAbortHandler. The request is recorded
 			// as failed while the panic goes on, untouched.
-			h.land(b, errResponseAborted, now())
+			h.land(f, errResponseAborted, now())
 		}
 	}()
 	err := next.ServeHTTP(sr, r)
 	returned = true
-	h.land(b, err, now())
+	h.land(f, err, now())
 	return err
 }
 
@@ -183,8 +192,7 @@ var errResponseAborted = errors.New("response aborted")
 
 // land finishes a watched request when next returns, unless a shutdown
 // recorded it already (see flights).
-func (h *Handler) land(b *recordBuf, err error, end time.Time) {
-	f := &b.flight
+func (h *Handler) land(f *flight, err error, end time.Time) {
 	if !h.flights.remove(f) {
 		return
 	}
