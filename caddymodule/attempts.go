@@ -77,7 +77,11 @@ type attempt struct {
 type attemptLog struct {
 	mu   sync.Mutex
 	live bool // a request is being served; hooks outside one are ignored
-	n    int  // attempts seen, possibly more than len(list)
+	// base is when the request began; the hooks read the time as base
+	// plus the monotonic clock's reading since, half the cost of
+	// time.Now, which reads the wall clock too.
+	base time.Time
+	n    int // attempts seen, possibly more than len(list)
 	list [maxAttempts]attempt
 	// trace holds the hooks reverse_proxy's own trace composes with on
 	// every attempt; net holds those of the dial (DNS, connect), which
@@ -112,12 +116,13 @@ func (l *attemptLog) init() {
 	l.netHooks = httptrace.WithClientTrace(context.Background(), &l.net)
 }
 
-// begin starts recording for a request and returns, in c, the context that
-// carries the hooks. c belongs to the request's record, not to the pooled
-// state: a dial net/http goes on with after the request keeps the context.
-func (l *attemptLog) begin(parent context.Context, c *tracedCtx) context.Context {
+// begin starts recording for a request that began at base and returns, in
+// c, the context that carries the hooks. c belongs to the request's record,
+// not to the pooled state: a dial net/http goes on with after the request
+// keeps the context.
+func (l *attemptLog) begin(parent context.Context, c *tracedCtx, base time.Time) context.Context {
 	l.mu.Lock()
-	l.live, l.n = true, 0
+	l.live, l.n, l.base = true, 0, base
 	l.mu.Unlock()
 	*c = tracedCtx{Context: parent, hooks: l.hooks, netHooks: l.netHooks}
 	return c
@@ -146,13 +151,16 @@ func (l *attemptLog) cur() *attempt {
 	return &l.list[min(l.n, maxAttempts)-1]
 }
 
+// now is the time, read under l.mu.
+func (l *attemptLog) now() time.Time { return l.base.Add(time.Since(l.base)) }
+
 func (l *attemptLog) getConn(hostPort string) {
-	t := now()
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if !l.live {
 		return
 	}
+	t := l.now()
 	a := l.cur()
 	if a != nil && a.addr == hostPort && !a.gotConn && a.dialErr == nil && a.phases == ([nPhases]time.Time{}) {
 		// The same round trip asking again: net/http hands a request
@@ -181,17 +189,18 @@ func (l *attemptLog) gotConn(info httptrace.GotConnInfo) {
 	}
 }
 
-// setUp records a connection set-up phase at t and, when err is not nil,
+// setUp records a connection set-up phase now and, when err is not nil,
 // the failure that ended the attempt. A phase after the attempt got its
 // connection is a dial net/http went on with for an earlier request: it is
 // not this attempt's.
-func (l *attemptLog) setUp(phase int, t time.Time, err error) {
+func (l *attemptLog) setUp(phase int, err error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	a := l.cur()
 	if a == nil || a.gotConn {
 		return
 	}
+	t := l.now()
 	// A connect to another address of the same name keeps the first
 	// start: the set-up began there.
 	if phase != phaseConnectStart || a.phases[phase].IsZero() {
@@ -202,21 +211,21 @@ func (l *attemptLog) setUp(phase int, t time.Time, err error) {
 	}
 }
 
-func (l *attemptLog) dnsStart(httptrace.DNSStartInfo) { l.setUp(phaseDNSStart, now(), nil) }
+func (l *attemptLog) dnsStart(httptrace.DNSStartInfo) { l.setUp(phaseDNSStart, nil) }
 
-func (l *attemptLog) dnsDone(info httptrace.DNSDoneInfo) { l.setUp(phaseDNSDone, now(), info.Err) }
+func (l *attemptLog) dnsDone(info httptrace.DNSDoneInfo) { l.setUp(phaseDNSDone, info.Err) }
 
-func (l *attemptLog) connectStart(_, _ string) { l.setUp(phaseConnectStart, now(), nil) }
+func (l *attemptLog) connectStart(_, _ string) { l.setUp(phaseConnectStart, nil) }
 
-func (l *attemptLog) connectDone(_, _ string, err error) { l.setUp(phaseConnectDone, now(), err) }
+func (l *attemptLog) connectDone(_, _ string, err error) { l.setUp(phaseConnectDone, err) }
 
-func (l *attemptLog) tlsStart() { l.setUp(phaseTLSStart, now(), nil) }
+func (l *attemptLog) tlsStart() { l.setUp(phaseTLSStart, nil) }
 
 func (l *attemptLog) tlsDone(_ tls.ConnectionState, err error) {
 	if err != nil {
 		err = &tlsError{err}
 	}
-	l.setUp(phaseTLSDone, now(), err)
+	l.setUp(phaseTLSDone, err)
 }
 
 func (l *attemptLog) wroteHeaders() {
@@ -228,21 +237,19 @@ func (l *attemptLog) wroteHeaders() {
 }
 
 func (l *attemptLog) wroteRequest(httptrace.WroteRequestInfo) {
-	t := now()
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if a := l.cur(); a != nil {
-		a.phases[phaseWireSend] = t
+		a.phases[phaseWireSend] = l.now()
 	}
 }
 
 func (l *attemptLog) gotFirstResponseByte() {
-	t := now()
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if a := l.cur(); a != nil {
 		a.answered = true
-		a.phases[phaseWireReceive] = t
+		a.phases[phaseWireReceive] = l.now()
 	}
 }
 

@@ -220,7 +220,7 @@ func (h *Handler) serveEgress(w http.ResponseWriter, r *http.Request, next caddy
 			e.sink.done(nil) // next panicked: release the ingress record
 		}
 	}()
-	r = r.WithContext(st.att.begin(r.Context(), new(tracedCtx)))
+	r = r.WithContext(st.att.begin(r.Context(), new(tracedCtx), start))
 	sr := &statusRecorder{ResponseWriterWrapper: caddyhttp.ResponseWriterWrapper{ResponseWriter: w}}
 	err := next.ServeHTTP(sr, r)
 	end := now()

@@ -157,7 +157,7 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, next caddyhttp.H
 
 	// Each upstream attempt reverse_proxy makes reports to st.att.
 	t.att = &st.att
-	st.req = *r.WithContext(st.att.begin(r.Context(), &b.ctx))
+	st.req = *r.WithContext(st.att.begin(r.Context(), &b.ctx, start))
 	r = &st.req
 	sr := &st.sr
 	sr.ResponseWriterWrapper, sr.watched = caddyhttp.ResponseWriterWrapper{ResponseWriter: w}, true
