@@ -64,13 +64,19 @@ type recordBuf struct {
 	rec     exporter.Record
 	clients [1]exporter.Span
 	tags    [9]exporter.Tag
-	ctags   [1][7]exporter.Tag // the tags of the first CLIENT span
-	// anns and annsUsed hold the CLIENT spans' annotations: room for a
-	// fresh connection's connect, ws and wr. More (a retry, DNS, TLS)
-	// allocate, once the connection set-up costs far more anyway.
-	anns     [4]exporter.Annotation
+	// ctags holds the tags of the first CLIENT span when it succeeds
+	// (method, path, peer, resend count, connection reused); an error or
+	// gRPC status moves them to an allocation of clientTags.
+	ctags [1][5]exporter.Tag
+	// anns and annsUsed hold the CLIENT spans' annotations: room for ws
+	// and wr on a reused connection. More (a new connection's set-up, a
+	// retry) allocate, once the set-up costs far more anyway.
+	anns     [2]exporter.Annotation
 	annsUsed int
 }
+
+// clientTags is the most tags a CLIENT span has.
+const clientTags = 7
 
 // record builds the exporter record of a finished request.
 func (h *Handler) record(f *flight) *exporter.Record {
@@ -290,7 +296,7 @@ func (h *Handler) attemptSpan(f *flight, a *attempt, k int, final bool) exporter
 	if k < len(b.ctags) {
 		tags = b.ctags[k][:0]
 	} else {
-		tags = make([]exporter.Tag, 0, len(b.ctags[0]))
+		tags = make([]exporter.Tag, 0, clientTags)
 	}
 	tags = append(tags, b.tags[0], b.tags[1],
 		exporter.Tag{Key: exporter.TagPeerAddress, Value: a.addr},
