@@ -357,12 +357,21 @@ func (r *Registry) byProcess(c Call) (Result, bool) {
 		r.mu.Unlock()
 		return Result{}, false
 	}
+	var groups pidGroups
 	for seq, in := range r.inflight {
 		if in.hasConn && in.pid == 0 {
 			todo = append(todo, Socket{Key: in.connKey, Conn: in.conn, seq: seq})
+		} else if in.pid != 0 {
+			groups.add(in.pid)
 		}
 	}
 	r.mu.Unlock()
+	if todo == nil && groups.unanswerable() {
+		// Every request in flight is placed, and in processes that
+		// hold more than MaxCandidates of them: whichever made the
+		// call, disambiguate would not answer. /proc is not read.
+		return Result{}, false
+	}
 	pid, err := r.procs.Resolve(Socket{Key: c.ConnKey, Conn: c.Conn}, todo)
 	if err != nil || pid <= 0 {
 		return Result{}, false
@@ -401,6 +410,44 @@ func (r *Registry) byProcess(c Call) (Result, bool) {
 		return Result{Method: MethodProcess, Parent: match.Ctx, Data: match.Data}, true
 	}
 	return r.disambiguate(pid, same)
+}
+
+// pidGroups counts the placed requests in flight of up to len(pids)
+// processes.
+type pidGroups struct {
+	pids, counts [4]int
+	n            int
+	overflow     bool // more processes than pids holds
+}
+
+func (g *pidGroups) add(pid int) {
+	for i := range g.n {
+		if g.pids[i] == pid {
+			g.counts[i]++
+			return
+		}
+	}
+	if g.n == len(g.pids) {
+		g.overflow = true
+		return
+	}
+	g.pids[g.n], g.counts[g.n] = pid, 1
+	g.n++
+}
+
+// unanswerable reports that no call can be attributed by process: no
+// request is placed, or every process counted holds more than
+// MaxCandidates of them.
+func (g *pidGroups) unanswerable() bool {
+	if g.overflow {
+		return false
+	}
+	for i := range g.n {
+		if g.counts[i] <= MaxCandidates {
+			return false
+		}
+	}
+	return true
 }
 
 // disambiguate answers among several in-flight requests placed in one

@@ -609,3 +609,45 @@ func TestProcMapperVerify(t *testing.T) {
 		t.Fatalf("Verify read %d directories, want the process's fds once", reads)
 	}
 }
+
+// When every request in flight is placed and each process holds more than
+// MaxCandidates of them, no call can be answered by process, so /proc is
+// not read for it: a thread-per-request service under load costs the
+// Resolver nothing per call. One process with few enough requests is
+// asked again.
+func TestProcessUnanswerableSkipsResolver(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		perPID  map[int]int
+		resolve bool
+	}{
+		{"no request placed", map[int]int{}, false},
+		{"one process, MaxCandidates+1 requests", map[int]int{100: MaxCandidates + 1}, false},
+		{"two processes over MaxCandidates", map[int]int{100: MaxCandidates + 1, 200: MaxCandidates + 3}, false},
+		{"one process, MaxCandidates requests", map[int]int{100: MaxCandidates}, true},
+		{"one process over, one under", map[int]int{100: MaxCandidates + 1, 200: 1}, true},
+		{"more processes than counted", map[int]int{1: 9, 2: 9, 3: 9, 4: 9, 5: 9}, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			procs := new(portProcs)
+			r := NewRegistry(Config{Methods: []Method{MethodProcess}, Procs: procs})
+			n := byte(0)
+			for pid, k := range tc.perPID {
+				for range k {
+					n++
+					onPID(r, begin(r, n, ""), pid)
+				}
+			}
+			// Place every request first: the first call resolves them all.
+			r.Attribute(pidCall(100))
+			procs.calls = 0
+			res := r.Attribute(pidCall(100))
+			if got := procs.calls == 1; got != tc.resolve {
+				t.Fatalf("resolver called %d times, want resolve=%v", procs.calls, tc.resolve)
+			}
+			if !tc.resolve && res.Method != MethodNone {
+				t.Fatalf("unanswerable call answered: %+v", res)
+			}
+		})
+	}
+}
