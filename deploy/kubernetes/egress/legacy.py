@@ -202,6 +202,7 @@ def parent_watch(parent):
 
 def prefork_worker(sock, opts, parent):
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
     threading.Thread(target=parent_watch, args=(parent,), daemon=True).start()
     # Kept connections are per process: created after the fork.
     outbound = Outbound(opts.upstream, opts.keepalive, shared=False, timeout=opts.call_timeout)
@@ -229,31 +230,32 @@ def announce(addr, workers):
     print(json.dumps({"listen": "%s:%d" % addr[:2], "pid": os.getpid(), "workers": workers}), flush=True)
 
 
-class Stop(Exception):
-    pass
-
-
-def stop(signum, frame):
-    raise Stop()
+# The signals that stop the app. main blocks them before anything else, so
+# every thread started after inherits the block and wait takes them with
+# sigwait: one sent before wait runs stays pending instead of being lost (a
+# Python handler around pause() or read() misses a signal that arrives just
+# before the call, and the app then never stops).
+STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
 
 
 def wait(opts):
     """Returns on SIGTERM or SIGINT or, with --until-stdin-closes, when
     stdin reaches end of file (the starter is gone)."""
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
-    try:
-        if opts.until_stdin_closes:
-            while sys.stdin.buffer.read(4096):
+    if opts.until_stdin_closes:
+        def watch_stdin():
+            try:
+                while sys.stdin.buffer.read(4096):
+                    pass
+            except (OSError, ValueError):
                 pass
-        else:
-            while True:
-                signal.pause()
-    except (Stop, OSError, ValueError):
-        pass
+            os.kill(os.getpid(), signal.SIGTERM)
+
+        threading.Thread(target=watch_stdin, daemon=True).start()
+    signal.sigwait(STOP_SIGNALS)
 
 
 def main():
+    signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", choices=["prefork", "thread", "single"], required=True)
     ap.add_argument("--listen", default="127.0.0.1:0", help="host:port to serve on")
