@@ -845,27 +845,7 @@ func TestEgressMalformedTraceHeaderIsNoAnswer(t *testing.T) {
 		w.Write(b)
 	}))
 	t.Cleanup(app.Close)
-	startCaddySites(t, fmt.Sprintf(`http://127.0.0.1:%d {
-	tracingproxy {
-		service_name orders-legacy
-		stitch header sole_inflight
-		exporter zipkin %s {
-			flush_interval 20ms
-		}
-	}
-	reverse_proxy %s
-}
-http://127.0.0.1:%d {
-	tracingproxy {
-		service_name orders-legacy
-		egress
-		exporter zipkin %s {
-			flush_interval 20ms
-		}
-	}
-	reverse_proxy %s
-}
-`, httpPort, c.URL(), app.URL, egressPort, c.URL(), payments.hostport()))
+	startCaddySites(t, stitchSites(c, app.URL, payments.hostport(), egressPort, "stitch header sole_inflight", "egress"))
 	res, body := get(t, "/orders/1", nil)
 	if res.StatusCode != http.StatusPaymentRequired || body != "hello from upstream" {
 		t.Fatalf("got %d %q, want payments' 402 and body through both hops", res.StatusCode, body)
