@@ -191,11 +191,7 @@ func (h *Handler) serveEgress(w http.ResponseWriter, r *http.Request, next caddy
 	}
 	start := now()
 	st := statePool.Get().(*reqState)
-	defer func() {
-		st.in, st.hop, st.params = headers.Result{}, hop{}, sampler.Params{}
-		st.wr.Reset()
-		statePool.Put(st)
-	}()
+	defer st.release()
 	st.in = h.prop.prop.Extract(r.Header)
 	in := &st.in
 	var e egressCall
@@ -220,8 +216,12 @@ func (h *Handler) serveEgress(w http.ResponseWriter, r *http.Request, next caddy
 			e.sink.done(nil) // next panicked: release the ingress record
 		}
 	}()
-	r = r.WithContext(st.att.begin(r.Context(), new(tracedCtx), start))
-	sr := &statusRecorder{ResponseWriterWrapper: caddyhttp.ResponseWriterWrapper{ResponseWriter: w}}
+	// The context is the call's own (a dial net/http goes on with keeps
+	// it); the request copy and the recorder are the pooled state's.
+	st.req = *r.WithContext(st.att.begin(r.Context(), new(tracedCtx), start))
+	r = &st.req
+	sr := &st.sr
+	sr.ResponseWriterWrapper = caddyhttp.ResponseWriterWrapper{ResponseWriter: w}
 	err := next.ServeHTTP(sr, r)
 	end := now()
 	attempts := st.att.end(end)

@@ -16,8 +16,6 @@ import (
 	"go.uber.org/zap/zapcore"
 
 	"github.com/tracingproxy/tracingproxy/exporter"
-	"github.com/tracingproxy/tracingproxy/headers"
-	"github.com/tracingproxy/tracingproxy/sampler"
 	"github.com/tracingproxy/tracingproxy/stitch"
 )
 
@@ -213,10 +211,7 @@ func (h *Handler) serveTunnel(w http.ResponseWriter, r *http.Request) error {
 	}
 	start := now()
 	st := statePool.Get().(*reqState)
-	defer func() {
-		st.in, st.params = headers.Result{}, sampler.Params{}
-		statePool.Put(st)
-	}()
+	defer st.release()
 	st.in = h.prop.prop.Extract(r.Header)
 	var e egressCall
 	res := h.attribute(r, &st.in, &e)

@@ -47,11 +47,23 @@ type reqState struct {
 	stitch stitchHop // egress stitching, when the service stitches
 	// A watched request's flight, the request next serves (ours, with
 	// the attempt hooks in its context) and the recorder it writes to:
-	// nothing holds them once serve returns, so they are pooled, not in
-	// the record that waits in the queues.
+	// nothing holds them once serve or serveEgress returns, so they are
+	// pooled, not in the record that waits in the queues.
 	fl  flight
 	req http.Request
 	sr  statusRecorder
+}
+
+// release resets what a request set in st and puts st back in the pool.
+func (st *reqState) release() {
+	// The writer is large and its values are only read below n: a reset
+	// of n is enough.
+	st.in, st.hop, st.params = headers.Result{}, hop{}, sampler.Params{}
+	st.wr.Reset()
+	if st.sr.ResponseWriter != nil {
+		st.fl, st.req, st.sr = flight{}, http.Request{}, statusRecorder{}
+	}
+	statePool.Put(st)
 }
 
 var statePool = sync.Pool{New: func() any {
@@ -71,14 +83,7 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, next caddyhttp.H
 	}
 	defer func() {
 		st.stitchEnd()
-		// The writer is large and its values are only read below n: a
-		// reset of n is enough.
-		st.in, st.hop, st.params = headers.Result{}, hop{}, sampler.Params{}
-		st.wr.Reset()
-		if st.fl.b != nil {
-			st.fl, st.req, st.sr = flight{}, http.Request{}, statusRecorder{}
-		}
-		statePool.Put(st)
+		st.release()
 	}()
 	st.in = h.prop.prop.Extract(r.Header)
 	in := &st.in
